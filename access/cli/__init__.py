@@ -1,0 +1,1 @@
+"""The `eice` command line: one module per command group, each with `register(subparsers)`."""

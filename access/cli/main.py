@@ -1,0 +1,57 @@
+"""Entry point of the `eice` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module exposes `register(subparsers)` and sets `func` on the parsers it adds.
+# Imported lazily by name so that `eice --help` stays fast and a broken optional
+# part does not take the whole CLI down.
+COMMAND_MODULES = (
+    "access.cli.core",
+    "access.cli.tunnel",
+    "access.cli.audit",
+    "access.cli.doctor",
+    "access.cli.serve",
+    "access.cli.sandbox",
+    "access.cli.bench",
+    "access.cli.chaos",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every command group that is installed."""
+    parser = argparse.ArgumentParser(
+        prog="eice",
+        description="Just-in-time SSH access to private EC2 instances through EC2 Instance "
+        "Connect Endpoint, approved in Slack.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `eice` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    result = func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
