@@ -1,0 +1,1 @@
+"""Access requests and their approvals (N of M)."""

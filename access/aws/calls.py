@@ -1,0 +1,103 @@
+"""boto3 clients and the one throttling-aware retry wrapper every AWS call goes through."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+T = TypeVar("T")
+
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "SlowDown",
+        "ServiceFailure",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+    }
+)
+
+BOTO_CONFIG = BotoConfig(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=5,
+    read_timeout=15,
+    max_pool_connections=32,
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError ("" for anything else)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Throttling, 5xx and connection trouble are worth another try; the rest is final."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(exc) in THROTTLING_CODES or int(status) >= 500
+    return isinstance(exc, BotoCoreError | ConnectionError | TimeoutError)
+
+
+def with_retries(
+    call: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base_s: float = 0.2,
+    cap_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `call`, retrying throttling and transient errors with full-jitter backoff.
+
+    botocore's own retries run inside each attempt; this loop outlasts them when a
+    throttling storm drains botocore's retry budget (FACTS.md, IAM).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            sleep(random.uniform(0, min(cap_s, base_s * 2**attempt)))
+    raise AssertionError("unreachable")
+
+
+class AwsClients:
+    """Thread-safe cache of boto3 clients per (service, region), from one session."""
+
+    def __init__(self, session: boto3.Session | None = None) -> None:
+        self._session = session or boto3.Session()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._session.client(
+                    service, region_name=region, config=BOTO_CONFIG
+                )
+            return self._clients[key]
+
+    def ec2(self, region: str) -> Any:
+        return self.client("ec2", region)
+
+    def iam(self) -> Any:
+        return self.client("iam", "us-east-1")
+
+    def cloudtrail(self, region: str) -> Any:
+        return self.client("cloudtrail", region)

@@ -1,0 +1,167 @@
+"""`eice tunnel` and `eice ssh`: reach an instance through its EC2 Instance Connect Endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from access.clock import SystemClock, parse_iso
+from access.errors import AccessError
+from access.tunnel.client import TunnelSettings, run_stdio, serve_local_port
+from access.tunnel.duration import max_tunnel_duration
+from access.tunnel.ssh import run_ssh
+from access.tunnel.target import TunnelTarget, resolve_target
+
+
+def _session(region: str | None) -> Any:
+    import boto3
+
+    return boto3.Session(region_name=region)
+
+
+def _add_target_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("instance", help="instance id (i-...) or Name tag")
+    _add_target_options(parser)
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region (default: the standard chain)")
+    parser.add_argument("--endpoint-id", help="EC2 Instance Connect Endpoint id (eice-...)")
+    parser.add_argument("--dns-name", help="the endpoint's DnsName (skips the lookup)")
+    parser.add_argument("--private-ip", help="the instance's private IP (skips the lookup)")
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--expires", help="grant expiry (ISO 8601); bounds maxTunnelDuration")
+    window.add_argument("--max-tunnel-duration", type=int, metavar="S", help="1..3600 seconds")
+
+
+def _add_tunnel_flags(parser: argparse.ArgumentParser) -> None:
+    _add_target_flags(parser)
+    parser.add_argument("--remote-port", type=int, default=22)
+    parser.add_argument("--local-port", type=int, help="listen here instead of stdin/stdout")
+    parser.add_argument("--max-connections", type=int, default=10, metavar="N")
+
+
+def register(subparsers: Any) -> None:
+    """Add `tunnel` and `ssh` to the `eice` command."""
+    tunnel = subparsers.add_parser(
+        "tunnel",
+        help="open a tunnel to an instance (stdin/stdout, or --local-port)",
+        description="Open an OpenTunnel WebSocket to an instance's port through its endpoint.",
+    )
+    _add_tunnel_flags(tunnel)
+    tunnel.set_defaults(func=tunnel_command)
+
+    ssh = subparsers.add_parser(
+        "ssh",
+        help="ssh to an instance with a one-off key",
+        description="Push an ephemeral key with SendSSHPublicKey and run ssh through a tunnel. "
+        "Anything after `--` is the remote command.",
+    )
+    ssh.add_argument("instance", help="instance id (i-...) or Name tag")
+    _add_ssh_options(ssh)
+    # argparse cannot mix options after a positional with `-- command`: take the rest
+    # raw and sort it out in ssh_command.
+    ssh.add_argument("rest", nargs=argparse.REMAINDER, help="[options] [-- remote command]")
+    ssh.set_defaults(func=ssh_command, ssh_option=[])
+
+
+def _add_ssh_options(parser: argparse.ArgumentParser) -> None:
+    _add_target_options(parser)
+    parser.add_argument("--os-user", default="ec2-user")
+    parser.add_argument("-o", "--ssh-option", action="append", metavar="OPTION")
+
+
+def _split_rest(args: argparse.Namespace) -> list[str]:
+    """Parse options that came after the instance into `args`; return the remote command."""
+    rest = list(args.rest)
+    if "--" in rest:
+        index = rest.index("--")
+        options, command = rest[:index], rest[index + 1 :]
+    else:
+        options, command = rest, []
+    late = argparse.ArgumentParser(
+        prog="eice ssh", argument_default=argparse.SUPPRESS, add_help=False
+    )
+    _add_ssh_options(late)
+    _, unknown = late.parse_known_args(options, namespace=args)
+    if unknown and "--" in rest:
+        raise ValueError(f"unrecognised arguments: {' '.join(unknown)}")
+    return unknown + command
+
+
+def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTarget, int | None]:
+    session = _session(args.region)
+    duration = max_tunnel_duration(
+        expires_at=parse_iso(args.expires) if args.expires else None,
+        seconds=args.max_tunnel_duration,
+        now=SystemClock().now(),
+    )
+    target = resolve_target(
+        session,
+        args.instance,
+        remote_port=remote_port,
+        endpoint_id=args.endpoint_id,
+        dns_name=args.dns_name,
+        private_ip=args.private_ip,
+    )
+    return session, target, duration
+
+
+def _fail(message: str) -> int:
+    print(f"eice: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def tunnel_command(args: argparse.Namespace) -> int:
+    """`eice tunnel`: stdin/stdout, or a local listener with one tunnel per connection."""
+    try:
+        session, target, duration = _prepare(args, args.remote_port)
+        settings = TunnelSettings(
+            target=target,
+            credentials_provider=session.get_credentials,
+            max_tunnel_duration=duration,
+        )
+        if settings.credentials_provider() is None:
+            return _fail("no AWS credentials found")
+        if args.local_port is None:
+            asyncio.run(run_stdio(settings))
+        else:
+            asyncio.run(
+                serve_local_port(settings, args.local_port, max_connections=args.max_connections)
+            )
+    except AccessError as exc:
+        return _fail(exc.message)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def ssh_command(args: argparse.Namespace) -> int:
+    """`eice ssh`: returns ssh's own exit code."""
+    try:
+        command = _split_rest(args)
+        session, target, duration = _prepare(args, 22)
+        return run_ssh(
+            session,
+            target,
+            os_user=args.os_user,
+            max_tunnel_duration=duration,
+            ssh_options=args.ssh_option or [],
+            command=command,
+        )
+    except AccessError as exc:
+        return _fail(exc.message)
+    except ValueError as exc:
+        return _fail(str(exc))
+
+
+def tunnel_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m access.tunnel`: the stdin/stdout tunnel ssh runs as its ProxyCommand."""
+    parser = argparse.ArgumentParser(prog="python -m access.tunnel")
+    _add_tunnel_flags(parser)
+    return tunnel_command(parser.parse_args(argv))

@@ -1,0 +1,1 @@
+"""Who may do what: `eice.toml` and the pure permission predicates over it."""

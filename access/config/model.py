@@ -1,0 +1,186 @@
+"""The shape of `eice.toml`, validated strictly: an unknown key is a typo, not a default."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from access.durations import parse_duration
+from access.errors import InvalidInput
+
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/([\w+=,.@/-]+)$")
+OS_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as '30m' or '4h'")
+    try:
+        return parse_duration(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from exc
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _slack_ids(values: list[str], *, groups: bool) -> list[str]:
+    for value in values:
+        if SLACK_USER.match(value) or (groups and SLACK_GROUP.match(value)):
+            continue
+        kind = (
+            "a Slack user ID (U...) or user-group ID (S...)" if groups else "a Slack user ID (U...)"
+        )
+        raise ValueError(f"{value!r} is not {kind}")
+    return values
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(Strict):
+    tags: dict[str, str] = Field(default_factory=dict)
+    region: str | None = None
+    account: str | None = None
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{12}", value):
+            raise ValueError("must be a 12-digit AWS account ID")
+        return value
+
+
+class Overrides(Strict):
+    """Keys a rule may override; None means "as in [defaults]"."""
+
+    max_duration: Duration | None = None
+    approval_timeout: Duration | None = None
+    approvers: list[str] | None = None
+    approvals_required: int | None = Field(default=None, ge=1, le=10)
+    allow_self_approval: bool | None = None
+    os_user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    approvals_channel: str | None = None
+    audit_channel: str | None = None
+    auto_approve: bool | None = None
+    requesters: list[str] | None = None
+    max_tunnel_overshoot: Duration | None = None
+
+    @field_validator("approvers", "requesters")
+    @classmethod
+    def _ids(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else _slack_ids(values, groups=True)
+
+    @field_validator("os_user")
+    @classmethod
+    def _os_user(cls, value: str | None) -> str | None:
+        if value is not None and not OS_USER.match(value):
+            raise ValueError(f"{value!r} is not a valid OS user name")
+        return value
+
+    @field_validator("approvals_channel", "audit_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel ID (C...)")
+        return value
+
+
+class Defaults(Overrides):
+    max_duration: Duration = timedelta(hours=4)
+    approval_timeout: Duration = timedelta(minutes=30)
+    approvers: list[str] = Field(default_factory=list)
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    allow_self_approval: bool = False
+    os_user: str = "ec2-user"
+    port: int = Field(default=22, ge=1, le=65535)
+    approvals_channel: str | None = None
+    audit_channel: str | None = None
+    auto_approve: bool = False
+    requesters: list[str] | None = None  # None: anyone in the workspace may ask
+    max_tunnel_overshoot: Duration = timedelta(minutes=5)
+    admins: list[str] = Field(default_factory=list)
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, values: list[str]) -> list[str]:
+        return _slack_ids(values, groups=True)
+
+
+class Rule(Overrides):
+    name: str = Field(min_length=1, max_length=64)
+    match: Match = Field(default_factory=Match)
+
+
+class BreakGlass(Strict):
+    enabled: bool = False
+    max_duration: Duration = timedelta(hours=1)
+    channel: str | None = None
+    requesters: list[str] | None = None
+
+    @field_validator("requesters")
+    @classmethod
+    def _ids(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else _slack_ids(values, groups=True)
+
+
+class AwsSection(Strict):
+    regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
+
+
+class Config(Strict):
+    """A whole `eice.toml`."""
+
+    aws: AwsSection = Field(default_factory=AwsSection)
+    defaults: Defaults = Field(default_factory=Defaults)
+    rules: list[Rule] = Field(default_factory=list)
+    principals: dict[str, str] = Field(default_factory=dict)
+    break_glass: BreakGlass = Field(default_factory=BreakGlass)
+
+    @field_validator("principals")
+    @classmethod
+    def _principals(cls, values: dict[str, str]) -> dict[str, str]:
+        for key, value in values.items():
+            if key == "principal_template":
+                if "{" not in value or not value.startswith("arn:"):
+                    raise ValueError(
+                        "principal_template must be an ARN with placeholders such as "
+                        "'arn:aws:iam::{account}:role/eice/{email_local}'"
+                    )
+                continue
+            if not SLACK_USER.match(key):
+                raise ValueError(f"key {key!r} is not a Slack user ID (U...)")
+            if not PRINCIPAL_ARN.match(value):
+                raise ValueError(f"{key}: {value!r} is not an IAM role or user ARN")
+        return values
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Config:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return self
+
+    @property
+    def principal_template(self) -> str | None:
+        return self.principals.get("principal_template")
+
+    @property
+    def principal_map(self) -> dict[str, str]:
+        return {k: v for k, v in self.principals.items() if k != "principal_template"}

@@ -1,0 +1,1 @@
+"""Grants: the short-lived IAM policy an approved request becomes, and its revocation."""

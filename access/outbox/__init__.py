@@ -1,0 +1,1 @@
+"""Notifications written with the state change they announce, delivered by the Slack layer."""

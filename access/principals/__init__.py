@@ -1,0 +1,1 @@
+"""Which IAM principal a Slack user acts as."""

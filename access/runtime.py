@@ -1,0 +1,74 @@
+"""What every flow and tick needs, built once per process from settings and config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from access.aws.calls import AwsClients
+from access.aws.iam import IamPolicies
+from access.clock import Clock, SystemClock
+from access.config.loader import load_config
+from access.config.model import Config
+from access.db import Database
+from access.settings import Settings, get_settings
+
+
+@dataclass
+class Runtime:
+    """The process's database, config, AWS adapters and clock; flows take it, never build it."""
+
+    db: Database
+    config: Config
+    clients: AwsClients
+    iam: IamPolicies
+    clock: Clock = field(default_factory=SystemClock)
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+    claim_lease_s: float = 60.0
+    overdue_after_s: float = 60.0
+    revoke_workers: int = 8
+    reaper_interval_s: float = 2.0
+    reminder_before_s: float = 300.0
+    # Set by the in-process scheduler: told each grant's expiry once its policy is on.
+    on_expiry_known: Callable[[str, datetime], None] | None = None
+
+    @property
+    def regions(self) -> list[str]:
+        return list(self.config.aws.regions)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, config: Config | None = None
+    ) -> Runtime:
+        """Build from the environment (raises ConfigError for a bad `eice.toml`)."""
+        settings = settings or get_settings()
+        clients = AwsClients()
+        return cls(
+            db=Database(settings.eice_database_url),
+            config=config if config is not None else load_config(settings.eice_config),
+            clients=clients,
+            iam=IamPolicies(clients),
+            worker_id=settings.eice_replica_id
+            or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            claim_lease_s=settings.eice_claim_lease_s,
+            overdue_after_s=settings.eice_overdue_after_s,
+            revoke_workers=settings.eice_revoke_workers,
+            reaper_interval_s=settings.eice_reaper_interval_s,
+        )
+
+
+def new_id(prefix: str) -> str:
+    """A short, unguessable, lowercase ID such as `g-k3v9q2m7xa` (safe in IAM policy names)."""
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+    raw = uuid.uuid4().int
+    chars = []
+    for _ in range(10):
+        raw, index = divmod(raw, len(alphabet))
+        chars.append(alphabet[index])
+    return f"{prefix}-{''.join(chars)}"

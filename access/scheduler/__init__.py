@@ -1,0 +1,1 @@
+"""The reaper, the reconciler and the in-process clock that drives them."""

@@ -1,0 +1,127 @@
+"""APScheduler 3 as the in-process clock. Jobs are triggers only; the rows hold the state.
+
+An interval job and a date job at each grant's expiry both just wake the reaper
+thread, so reaper passes never overlap within a process and a burst of expiries
+coalesces into one pass. Jobs live in memory: a crash loses nothing, because the
+next start-up reaps whatever the table says is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from access.grants import service
+from access.runtime import Runtime
+from access.scheduler.reaper import ReapReport, reap
+from access.scheduler.reconciler import reconcile
+
+log = logging.getLogger(__name__)
+
+
+class GrantClock:
+    """Runs the reaper on time, the reconciler and any extra periodic ticks."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        reconcile_every_s: float = 300.0,
+        extra_ticks: dict[str, tuple[float, Callable[[], object]]] | None = None,
+    ) -> None:
+        self.rt = rt
+        self.reconcile_every_s = reconcile_every_s
+        self.extra_ticks = extra_ticks or {}
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+        self.last_report: ReapReport | None = None
+
+    def catch_up(self) -> ReapReport:
+        """Reap and reconcile once, synchronously: start-up runs this before taking requests."""
+        report = reap(self.rt)
+        try:
+            reconcile(self.rt)
+        except Exception:
+            log.exception("start-up reconcile failed; it runs again on schedule")
+        return report
+
+    def start(self) -> None:
+        self.rt.on_expiry_known = self.watch
+        self._thread = threading.Thread(target=self._loop, name="eice-reaper", daemon=True)
+        self._thread.start()
+        self.scheduler.add_job(
+            self.wake, "interval", seconds=self.rt.reaper_interval_s, id="reaper"
+        )
+        self.scheduler.add_job(
+            self._reconcile, "interval", seconds=self.reconcile_every_s, id="reconciler"
+        )
+        for name, (every_s, func) in self.extra_ticks.items():
+            self.scheduler.add_job(self._guard(name, func), "interval", seconds=every_s, id=name)
+        self.scheduler.start()
+        with self.rt.db.transaction() as session:
+            for grant in service.live_grants(session):
+                self.watch(grant.id, grant.expires_at)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def watch(self, grant_id: str, expires_at: datetime) -> None:
+        """A date job at the grant's expiry (replacing any earlier one for it)."""
+        if not self.scheduler.running:
+            return
+        self.scheduler.add_job(
+            self.wake, "date", run_date=expires_at, id=f"expire:{grant_id}", replace_existing=True
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self.rt.reaper_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.last_report = reap(self.rt)
+                self.passes += 1
+            except Exception:
+                log.exception("reaper pass failed; retrying on the next tick")
+
+    def _reconcile(self) -> None:
+        try:
+            report = reconcile(self.rt)
+            if report.orphans_deleted or report.drift:
+                log.warning(
+                    "reconciler: %d orphans deleted, %d drifted",
+                    len(report.orphans_deleted),
+                    len(report.drift),
+                )
+                self.wake()
+        except Exception:
+            log.exception("reconcile pass failed")
+
+    @staticmethod
+    def _guard(name: str, func: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                func()
+            except Exception:
+                log.exception("tick %s failed", name)
+
+        return run

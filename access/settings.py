@@ -1,0 +1,54 @@
+"""Process configuration from the environment (pydantic-settings). Secrets never reach logs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///eice.sqlite"
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment.
+
+    AWS credentials, region and endpoints come from botocore's own variables
+    (`AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...) and are not repeated here.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    eice_slack_api_url: str = "https://slack.com/api/"
+    eice_database_url: str = DEFAULT_DATABASE_URL
+    eice_config: str | None = None
+    eice_replica_id: str | None = None
+    eice_reaper_interval_s: float = Field(default=2.0, gt=0)
+    eice_reconciler_interval_s: float = Field(default=300.0, gt=0)
+    eice_collector_interval_s: float = Field(default=60.0, gt=0)
+    eice_claim_lease_s: float = Field(default=60.0, gt=0)
+    eice_overdue_after_s: float = Field(default=60.0, gt=0)
+    eice_revoke_workers: int = Field(default=8, ge=1, le=64)
+    eice_log_level: str = "INFO"
+
+    def __repr__(self) -> str:  # SecretStr already masks; keep the repr short too
+        return f"Settings(database={redact_url(self.eice_database_url)!r})"
+
+
+def redact_url(url: str) -> str:
+    """A database URL with any password replaced by `***`."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

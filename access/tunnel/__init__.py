@@ -1,0 +1,1 @@
+"""The OpenTunnel client: presigned WebSocket URLs, byte pumping, and `eice ssh`."""
