@@ -248,15 +248,6 @@ def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> App
         now=now,
     )
     if not verdict:
-        record(
-            session,
-            "approval.refused",
-            actor=actor.user_id,
-            at=now,
-            request_id=request.id,
-            instance_id=request.instance_id,
-            detail={"reason": verdict.reason},
-        )
         if request.status != RequestStatus.PENDING:
             by = (
                 f" by <@{request.decided_by}>"
@@ -368,14 +359,6 @@ def deny(
         now=now,
     )
     if not verdict and actor.user_id != request.requester_id:
-        record(
-            session,
-            "denial.refused",
-            actor=actor.user_id,
-            at=now,
-            request_id=request.id,
-            detail={"reason": verdict.reason},
-        )
         if request.status != RequestStatus.PENDING:
             raise Conflict(
                 f"already {request.status}"

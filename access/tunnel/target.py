@@ -44,7 +44,8 @@ def choose_endpoint(
     """An endpoint in the instance's subnet if there is one, else any usable one in its VPC."""
     usable = [e for e in endpoints if e.get("State") in USABLE_STATES]
     in_subnet = [e for e in usable if e.get("SubnetId") == subnet_id]
-    return (in_subnet or usable or [None])[0]
+    candidates = in_subnet or usable
+    return candidates[0] if candidates else None
 
 
 def resolve_target(
@@ -56,7 +57,7 @@ def resolve_target(
     dns_name: str | None = None,
     private_ip: str | None = None,
 ) -> TunnelTarget:
-    """Fill in what the caller did not give, from DescribeInstances/DescribeInstanceConnectEndpoints.
+    """Fill in what the caller did not give, from DescribeInstances and the endpoint list.
 
     Args:
         session: a boto3 Session (its region is the endpoint's region).

@@ -1,0 +1,105 @@
+"""`eice audit [--instance] [--user] [--grant] [--since] [--format]` and `eice audit verify`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `audit` command and its nested `verify`."""
+    p = subparsers.add_parser(
+        "audit",
+        help="who reached which instance, when, approved by whom (and `verify` the log)",
+        description="List grants with their approvers, window and the EICE connections "
+        "CloudTrail saw; or `eice audit verify` to check the hash-chained audit log.",
+    )
+    p.add_argument("--instance", help="an instance ID (i-...)")
+    p.add_argument("--user", help="a requester's Slack user ID or an IAM principal ARN")
+    p.add_argument("--grant", help="a grant ID (g-...)")
+    p.add_argument("--since", default="7d", help="how far back, e.g. 24h or 30d (default 7d)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--limit", type=int, default=50, help="grants to show (default 50)")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--database-url", help="defaults to EICE_DATABASE_URL")
+    p.set_defaults(func=cmd_audit)
+    nested = p.add_subparsers(dest="audit_command", metavar="{verify}")
+    v = nested.add_parser(
+        "verify",
+        help="check the audit log's hash chain; exit 1 naming the first bad row",
+    )
+    v.add_argument("--head", help="the chain head a witness saw (hash); it must still be there")
+    v.add_argument("--database-url", help="defaults to EICE_DATABASE_URL")
+    v.set_defaults(func=cmd_verify)
+
+
+def _database(args: argparse.Namespace) -> Any:
+    from access.db import Database
+    from access.settings import get_settings
+
+    return Database(args.database_url or get_settings().eice_database_url)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from access.audit.export import to_csv, to_json, to_table
+    from access.audit.queries import audit_query, out_of_band_events
+    from access.clock import SystemClock
+    from access.durations import parse_duration
+    from access.errors import InvalidInput
+
+    try:
+        since = SystemClock().now() - parse_duration(args.since)
+    except InvalidInput as exc:
+        print(f"eice: --since: {exc.message}", file=sys.stderr)
+        return 2
+    if args.limit < 1:
+        print("eice: --limit must be at least 1", file=sys.stderr)
+        return 2
+    db = _database(args)
+    try:
+        with db.transaction() as session:
+            results = audit_query(
+                session,
+                since=since,
+                instance_id=args.instance,
+                user_id=args.user,
+                grant_id=args.grant,
+                limit=args.limit,
+                offset=args.offset,
+            )
+            strays = []
+            if not args.grant and (args.instance or not args.user):
+                strays = out_of_band_events(
+                    session, since=since, instance_id=args.instance, limit=args.limit
+                )
+            elif args.user and args.user.startswith("arn:"):
+                strays = out_of_band_events(
+                    session, since=since, principal_arn=args.user, limit=args.limit
+                )
+    finally:
+        db.dispose()
+    if args.format == "json":
+        print(to_json(results, strays))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(results))
+    else:
+        print(to_table(results, strays))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from access.audit.service import verify_chain
+
+    db = _database(args)
+    try:
+        with db.transaction() as session:
+            result = verify_chain(session, expected_head=args.head)
+    finally:
+        db.dispose()
+    if result.ok:
+        print(f"OK: {result.rows} rows, head {result.head}")
+        return 0
+    where = f"row {result.first_bad_seq}: " if result.first_bad_seq is not None else ""
+    print(f"FAILED: {where}{result.problem} (checked {result.rows} rows)", file=sys.stderr)
+    return 1

@@ -1,0 +1,159 @@
+"""`eice ssh` and `eice tunnel` against the whole stack, as a person would run them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import asyncssh
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .conftest import Stack, ca_path, grant_document, holding
+
+EICE = [sys.executable, "-m", "access.cli.main"]
+
+
+def _expires(minutes: int = 30) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_eice_ssh_runs_a_command_on_the_instance(stack: Stack) -> None:
+    with holding(stack, "alice", grant_document(stack)) as alice:
+        done = subprocess.run(
+            [*EICE, "ssh", stack.web.instance_id, "--expires", _expires(), "--", "hostname"],
+            env=alice.env(stack),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "web-1\n", "")
+
+
+def test_eice_ssh_over_wss_with_the_sandbox_ca(stack: Stack) -> None:
+    env_extra = {"EICE_TUNNEL_SCHEME": "wss", "AWS_CA_BUNDLE": str(ca_path(stack))}
+    with holding(stack, "alice", grant_document(stack)) as alice:
+        done = subprocess.run(
+            [
+                *EICE,
+                "ssh",
+                stack.web.instance_id,
+                "--dns-name",
+                f"localhost:{stack.tls_tunnels.port}",
+                "--os-user",
+                "ec2-user",
+                "--expires",
+                _expires(),
+                "--",
+                "whoami",
+            ],
+            env=alice.env(stack, **env_extra),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout) == (0, "ec2-user\n"), done.stderr
+
+
+def test_eice_ssh_exit_code_is_ssh_exit_code(stack: Stack) -> None:
+    with holding(stack, "alice", grant_document(stack)) as alice:
+        done = subprocess.run(
+            [*EICE, "ssh", stack.web.instance_id, "--expires", _expires(), "--", "uptime"],
+            env=alice.env(stack),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 127
+    assert "command not found" in done.stderr
+
+
+def test_eice_ssh_without_a_grant_says_why_in_one_line(stack: Stack) -> None:
+    with holding(stack, "bob", None) as bob:
+        done = subprocess.run(
+            [
+                *EICE,
+                "ssh",
+                stack.web.instance_id,
+                "--endpoint-id",
+                stack.endpoint_id,
+                "--private-ip",
+                stack.web.private_ip,
+                "--dns-name",
+                stack.dns_name,
+                "--",
+                "hostname",
+            ],
+            env=bob.env(stack),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "SendSSHPublicKey refused: AccessDeniedException" in done.stderr
+
+
+def _client_key() -> tuple[asyncssh.SSHKey, str]:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return asyncssh.import_private_key(pem), public.decode() + " test"
+
+
+async def _ssh_session(port: int, key: asyncssh.SSHKey, payload: bytes) -> tuple[str, str]:
+    async with asyncssh.connect(
+        "127.0.0.1", port, username="ec2-user", client_keys=[key], known_hosts=None
+    ) as conn:
+        who = await conn.run("whoami", check=True)
+        echoed = await conn.run("cat", input=payload, encoding=None, check=True)
+    assert isinstance(echoed.stdout, bytes)
+    return str(who.stdout), hashlib.sha256(echoed.stdout).hexdigest()
+
+
+@pytest.mark.slow
+def test_local_port_listener_carries_ssh_and_20_mib_intact(stack: Stack) -> None:
+    import asyncio
+
+    payload = os.urandom(20 * 2**20)
+    with holding(stack, "alice", grant_document(stack)) as alice:
+        key, public = _client_key()
+        listener = subprocess.Popen(
+            [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", _expires()],
+            env=alice.env(stack),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert listener.stderr is not None
+            line = listener.stderr.readline()
+            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+            alice.client(stack, "ec2-instance-connect").send_ssh_public_key(
+                InstanceId=stack.web.instance_id, InstanceOSUser="ec2-user", SSHPublicKey=public
+            )
+            who, digest = asyncio.run(_ssh_session(port, key, payload))
+            # A second connection gets its own tunnel (and its own presigned URL).
+            again, _ = asyncio.run(_ssh_session(port, key, b"x"))
+        finally:
+            listener.send_signal(signal.SIGINT)
+            listener.wait(10)
+    assert who == again == "ec2-user\n"
+    assert digest == hashlib.sha256(payload).hexdigest()
+    opened = [
+        e
+        for e in stack.sandbox.events.all()
+        if e["eventName"] == "OpenTunnel" and e["userIdentity"]["arn"] == alice.arn
+    ]
+    assert len(opened) == 2 and not any("errorCode" in e for e in opened)
