@@ -189,7 +189,7 @@ def principal(facts: PrincipalFacts | None) -> Check:
     if facts is None:
         return warning(
             name,
-            "no requester IAM principal given: the grant's target was not checked",
+            "no requester IAM principal given: the grant policy budget was not checked",
             "pass --principal <role-or-user-arn> (in Slack: /eice link @user <arn>)",
         )
     if not facts.exists:

@@ -1,0 +1,50 @@
+"""`eice serve`: the long-running bot (Socket Mode, or HTTP with `--http`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the Slack bot with its scheduler (Socket Mode, or HTTP with --http)",
+        description="Socket Mode when SLACK_APP_TOKEN is set and --http is not given; otherwise "
+        "HTTP on waitress: POST /slack/events, GET /healthz, GET /metrics.",
+    )
+    p.add_argument("--http", action="store_true", help="serve HTTP instead of Socket Mode")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--threads", type=int, default=16, help="waitress worker threads")
+    p.add_argument("--migrate", action="store_true", help="upgrade the schema before serving")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # The Slack layer is imported here, never at module import: `access/` stays Slack-free.
+    from access.errors import AccessError
+    from access.runtime import Runtime
+    from access.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.eice_log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        from bot.server import Service, check_migrations, serve_http, serve_socket
+
+        check_migrations(settings.eice_database_url, upgrade=args.migrate)
+        service = Service(Runtime.from_settings(settings), settings)
+        service.start()
+    except AccessError as exc:
+        print(f"eice serve: {exc.message}", file=sys.stderr)
+        return 2
+    if args.http or settings.slack_app_token is None:
+        serve_http(service, host=args.host, port=args.port, threads=args.threads)
+    else:
+        serve_socket(service)
+    return 0

@@ -1,0 +1,209 @@
+"""`/eice`: parse and ack at once; the work runs after the ack in a lazy listener."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App
+
+from access.access_requests import flows as requests
+from access.access_requests.flows import RequestInput
+from access.access_requests.service import pending_requests
+from access.audit.service import record
+from access.config.permissions import can_link, is_admin
+from access.errors import NotPermitted
+from access.grants import service as grant_service
+from access.grants.flows import apply_grant
+from access.principals.service import link_principal
+from bot import blocks
+from bot.commands import (
+    USAGE,
+    ExtendCommand,
+    GrantCommand,
+    LinkCommand,
+    RequestCommand,
+    UsageError,
+    parse_extend,
+    parse_free,
+    parse_link,
+    parse_no_args,
+    parse_request,
+    parse_revoke,
+)
+from bot.listeners import decisions
+from bot.listeners.replies import lazy_job, reply
+from bot.router import Invocation, Router, Subcommand
+
+if TYPE_CHECKING:
+    from bot.context import Bot
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, bot: Bot) -> None:
+    def ack_eice(ack: Ack, body: dict[str, Any]) -> None:
+        try:
+            sub, parsed = bot.router.parse(body.get("text") or "")
+        except UsageError as exc:
+            ack(response_type="ephemeral", text=f":warning: {exc.message}")
+            return
+        text = sub.ack_text(parsed)
+        if text is None:
+            ack()
+        else:
+            ack(response_type="ephemeral", text=text)
+
+    @lazy_job(bot)
+    def run_eice(body: dict[str, Any]) -> None:
+        try:
+            sub, parsed = bot.router.parse(body.get("text") or "")
+        except UsageError:
+            return  # already answered by the ack
+        if sub.run is None:
+            return
+        invocation = Invocation(
+            bot=bot,
+            user_id=str(body.get("user_id", "")),
+            channel_id=str(body.get("channel_id", "")),
+            say=lambda text: reply(bot, body, text),
+        )
+        sub.run(invocation, parsed)
+
+    app.command("/eice")(ack=ack_eice, lazy=[run_eice])
+
+
+def default_router() -> Router:
+    """The built-in subcommands; `audit` and `doctor` are placeholders others replace."""
+    router = Router()
+    router.add(Subcommand("help", parse_no_args, None, lambda _: USAGE))
+    router.add(
+        Subcommand(
+            "request",
+            parse_request,
+            run_request,
+            lambda c: f"Checking `{c.instance_ref}` for {c.duration}…",
+        )
+    )
+    router.add(Subcommand("list", parse_no_args, run_list, lambda _: None))
+    router.add(Subcommand("pending", parse_no_args, run_pending, lambda _: None))
+    router.add(
+        Subcommand("revoke", parse_revoke, run_revoke, lambda c: f"Revoking `{c.grant_id}`…")
+    )
+    router.add(
+        Subcommand(
+            "extend",
+            parse_extend,
+            run_extend,
+            lambda c: f"Asking for {c.duration} more on `{c.grant_id}`…",
+        )
+    )
+    router.add(Subcommand("link", parse_link, run_link, lambda _: None))
+    for name in ("audit", "doctor"):
+        router.add(
+            Subcommand(
+                name,
+                parse_free,
+                None,
+                lambda _, n=name: f"`/eice {n}` is coming soon.\n{USAGE}",  # type: ignore[misc]
+            )
+        )
+    return router
+
+
+def run_request(inv: Invocation, cmd: RequestCommand) -> None:
+    bot, rt = inv.bot, inv.bot.rt
+    actor = bot.directory.actor(inv.user_id)
+    profile = bot.directory.profile(inv.user_id)
+    prepared = requests.prepare_request(
+        rt,
+        RequestInput(
+            requester=actor,
+            instance_ref=cmd.instance_ref,
+            duration=cmd.duration,
+            reason=cmd.reason,
+            port=cmd.port,
+            os_user=cmd.os_user,
+            break_glass=cmd.break_glass,
+            requester_name=profile.name,
+            email=profile.email,
+        ),
+    )
+    with rt.db.transaction() as session:
+        outcome = requests.create_request(session, rt, prepared)
+    request = outcome.request
+    if outcome.grant_id:
+        status = apply_grant(rt, outcome.grant_id)
+        how = "break-glass" if request.break_glass else "the rule (auto-approve)"
+        inv.say(
+            f"Approved by {how}: grant `{outcome.grant_id}` is {status}. "
+            "Your commands are in a DM."
+        )
+        return
+    inv.say(
+        f"Request `{request.id}` for {blocks.instance_label(request)} sent for approval "
+        f"({request.approvals_required} needed)."
+    )
+
+
+def run_list(inv: Invocation, _: object) -> None:
+    with inv.bot.rt.db.transaction() as session:
+        grants = list(grant_service.active_for_requester(session, inv.user_id))
+        lines = [blocks.grant_line(g) for g in grants]
+    inv.say("\n".join(["*Your grants*", *lines]) if lines else "You have no live grants.")
+
+
+def waiting_on(inv_bot: Bot, user_id: str) -> list[Any]:
+    """Pending requests this user may decide (all of them for admins)."""
+    rt = inv_bot.rt
+    actor = inv_bot.directory.actor(user_id)
+    admin = is_admin(actor, rt.config)
+    with rt.db.transaction() as session:
+        pending = list(pending_requests(session, limit=50))
+    return [
+        r
+        for r in pending
+        if admin
+        or (r.requester_id != user_id and actor.is_in(requests.current_rule(rt, r).approvers))
+    ]
+
+
+def run_pending(inv: Invocation, _: object) -> None:
+    waiting = waiting_on(inv.bot, inv.user_id)
+    lines = [blocks.request_line(r) for r in waiting]
+    inv.say("\n".join(["*Waiting on you*", *lines]) if lines else "Nothing is waiting on you.")
+
+
+def run_revoke(inv: Invocation, cmd: GrantCommand) -> None:
+    actor = inv.bot.directory.actor(inv.user_id)
+    inv.say(decisions.revoke(inv.bot, actor, cmd.grant_id))
+
+
+def run_extend(inv: Invocation, cmd: ExtendCommand) -> None:
+    actor = inv.bot.directory.actor(inv.user_id)
+    inv.say(decisions.extend(inv.bot, actor, cmd.grant_id, cmd.duration))
+
+
+def run_link(inv: Invocation, cmd: LinkCommand) -> None:
+    rt = inv.bot.rt
+    actor = inv.bot.directory.actor(inv.user_id)
+    verdict = can_link(actor, rt.config)
+    if not verdict:
+        raise NotPermitted(verdict.reason)
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        link_principal(
+            session,
+            user_id=cmd.user_id,
+            principal_arn=cmd.principal_arn,
+            linked_by=actor.user_id,
+            now=now,
+        )
+        record(
+            session,
+            "principal.linked",
+            actor=actor.user_id,
+            at=now,
+            detail={"user": cmd.user_id, "principal": cmd.principal_arn},
+        )
+    inv.say(f"<@{cmd.user_id}> now acts as `{cmd.principal_arn}`.")

@@ -1,0 +1,122 @@
+"""`eice serve`: migrations checked, overdue work caught up, scheduler on, then Slack traffic."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from access.errors import ConfigError
+from access.runtime import Runtime
+from access.scheduler.clock import GrantClock
+from access.settings import Settings, redact_url
+from bot.app import build_app, web_client
+from bot.context import Bot
+from bot.metrics import BotMetrics
+from bot.wsgi import EiceWsgiApp, HealthProbe
+
+log = logging.getLogger(__name__)
+OUTBOX_TICK_S = 1.0
+
+
+def check_migrations(url: str, *, upgrade: bool = False) -> None:
+    """Refuse to serve a database that is not at the newest revision (or bring it there)."""
+    from alembic.script import ScriptDirectory
+
+    from access import migrate
+
+    if upgrade:
+        migrate.upgrade(url)
+    head = ScriptDirectory.from_config(migrate.alembic_config(url)).get_current_head()
+    current = migrate.current(url)
+    if current != head:
+        raise ConfigError(
+            f"database {redact_url(url)} is at revision {current or 'none'}, not {head}: "
+            "run `eice migrate` first"
+        )
+
+
+class Service:
+    """Everything `eice serve` runs besides the transport: scheduler and outbox."""
+
+    def __init__(self, rt: Runtime, settings: Settings) -> None:
+        self.rt = rt
+        self.settings = settings
+        self.metrics = BotMetrics()
+        self.bot = Bot.create(rt, web_client(settings), metrics=self.metrics)
+        self.app = build_app(rt, settings, bot=self.bot)
+        self.clock = GrantClock(
+            rt,
+            reconcile_every_s=settings.eice_reconciler_interval_s,
+            extra_ticks={
+                "outbox": (OUTBOX_TICK_S, self.bot.dispatcher.kick),
+                "reaper-watch": (OUTBOX_TICK_S, self._watch_reaper),
+            },
+        )
+        self.health = HealthProbe(rt)
+        self.health.scheduler_running = lambda: bool(self.clock.scheduler.running)
+        self.health.last_reaper_pass = self._last_pass
+        self._passes_seen = -1
+        self._last_pass_at: datetime | None = None
+
+    def start(self) -> None:
+        """Start-up order matters: overdue revocations first, then the clocks, then traffic."""
+        report = self.clock.catch_up()
+        self._last_pass_at = datetime.now(UTC)
+        log.info("start-up catch-up: %s", report)
+        self.metrics.watch_database(self.rt)
+        self.bot.dispatcher.start()
+        self.clock.start()
+
+    def stop(self) -> None:
+        self.clock.stop()
+        self.bot.dispatcher.stop()
+
+    def _watch_reaper(self) -> None:
+        if self.clock.passes != self._passes_seen:
+            self._passes_seen = self.clock.passes
+            self._last_pass_at = datetime.now(UTC)
+
+    def _last_pass(self) -> str | None:
+        return self._last_pass_at.isoformat() if self._last_pass_at else None
+
+
+def serve_http(service: Service, *, host: str, port: int, threads: int = 16) -> None:
+    """Serve `/slack/events`, `/healthz` and `/metrics` on waitress until SIGTERM/SIGINT."""
+    import waitress
+
+    wsgi = EiceWsgiApp(service.app, service.health, service.metrics)
+    server: Any = waitress.create_server(
+        wsgi, host=host, port=port, threads=threads, ident="eice", connection_limit=1000
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+        server.close()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("eice serving Slack on http://%s:%s/slack/events", host, server.effective_port)
+    try:
+        server.run()
+    except (OSError, ValueError):
+        if not stop.is_set():
+            raise
+    finally:
+        service.stop()
+
+
+def serve_socket(service: Service) -> None:
+    """Socket Mode through Bolt's built-in (sync) adapter; blocks until interrupted."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    token = service.settings.slack_app_token
+    if token is None:
+        raise ConfigError("SLACK_APP_TOKEN is not set; use --http for HTTP mode")
+    try:
+        SocketModeHandler(service.app, token.get_secret_value()).start()
+    finally:
+        service.stop()

@@ -1,0 +1,125 @@
+"""The HTTP face of `eice serve --http`: `/slack/events` (Bolt), `/healthz`, `/metrics`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text
+
+from access.runtime import Runtime
+from bot.metrics import BotMetrics
+
+StartResponse = Callable[..., Any]
+MAX_BODY = 1_000_000
+
+
+class HealthProbe:
+    """What `/healthz` reports: database reachable, scheduler running, last reaper pass."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.scheduler_running: Callable[[], bool] = lambda: False
+        self.last_reaper_pass: Callable[[], str | None] = lambda: None
+
+    def check(self) -> tuple[bool, dict[str, Any]]:
+        try:
+            with self.rt.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            db_ok = True
+        except Exception:
+            db_ok = False
+        running = self.scheduler_running()
+        report = {
+            "db": "ok" if db_ok else "unreachable",
+            "scheduler": "running" if running else "stopped",
+            "last_reaper_pass": self.last_reaper_pass(),
+        }
+        return db_ok and running, report
+
+
+def _kind(body: bytes, content_type: str) -> str:
+    """command / block_actions / event_callback, for the request counter (never the content)."""
+    if "json" in content_type:
+        return "event"
+    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=50)
+    if "payload" in fields:
+        return "interaction"
+    return "command" if "command" in fields else "other"
+
+
+class EiceWsgiApp:
+    """A thin WSGI router in front of Bolt's WSGI adapter.
+
+    Args:
+        app: the Bolt app.
+        health: the `/healthz` probe.
+        metrics: the process's metrics.
+    """
+
+    def __init__(self, app: App, health: HealthProbe, metrics: BotMetrics) -> None:
+        self.bolt = SlackRequestHandler(app)
+        self.health = health
+        self.metrics = metrics
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
+        if path == "/slack/events" and method == "POST":
+            return self._slack(environ, start_response)
+        if path == "/healthz" and method == "GET":
+            ok, report = self.health.check()
+            return _reply(start_response, 200 if ok else 503, json.dumps(report).encode(), "application/json")
+        if path == "/metrics" and method == "GET":
+            return _reply(start_response, 200, self.metrics.render(), "text/plain; version=0.0.4")
+        return _reply(start_response, 404, b'{"error": "not found"}', "application/json")
+
+    def _slack(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            return _reply(start_response, 413, b"", "text/plain")
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = _Body(body)
+        status_holder: list[str] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status_holder.append(status)
+            return start_response(status, headers)
+
+        result = list(self.bolt(environ, capture))
+        status = status_holder[0].split()[0] if status_holder else "500"
+        kind = _kind(body, environ.get("CONTENT_TYPE", ""))
+        self.metrics.requests.labels(kind=kind, status=status).inc()
+        self.metrics.ack_seconds.observe(time.perf_counter() - started)
+        return result
+
+
+class _Body:
+    """A re-readable request body (we read it once for the length check and the counter)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size is None or size < 0 else self.pos + size
+        chunk = self.data[self.pos : end]
+        self.pos += len(chunk)
+        return chunk
+
+
+def _reply(start_response: StartResponse, status: int, body: bytes, ctype: str) -> list[bytes]:
+    reason = {200: "OK", 404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable"}
+    start_response(
+        f"{status} {reason.get(status, '')}".strip(),
+        [("Content-Type", ctype), ("Content-Length", str(len(body)))],
+    )
+    return [body]

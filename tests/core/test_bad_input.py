@@ -1,0 +1,64 @@
+"""Every bad request is a clear error that writes no row and makes no IAM change."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from access.access_requests.flows import RequestInput
+from access.access_requests.models import AccessRequest
+from access.audit.models import AuditEvent
+from access.config.permissions import Actor
+from access.errors import AccessError, Ambiguous, InvalidInput, NotFound, PolicyTooLarge
+from access.runtime import Runtime
+from access.workflows import submit_request
+from sandbox.aws.server import AwsSandbox
+
+CASES = [
+    ("i-0000000000000dead", "30m", "U0ALICE", NotFound, "no instance i-0000000000000dead"),
+    ("i-xyz", "30m", "U0ALICE", InvalidInput, "not an instance ID"),
+    ("no-such-box", "30m", "U0ALICE", NotFound, "no instance named 'no-such-box'"),
+    ("worker", "30m", "U0ALICE", Ambiguous, "2 instances are named 'worker'"),
+    ("web-1", "0m", "U0ALICE", InvalidInput, "zero"),
+    ("web-1", "-5m", "U0ALICE", InvalidInput, "negative"),
+    ("web-1", "5h", "U0ALICE", InvalidInput, "longer than the 4h allowed"),
+    ("web-1", "soon", "U0ALICE", InvalidInput, "cannot read duration"),
+    ("web-1", "30m", "U0NOBODY", NotFound, "no IAM principal"),
+    ("web-1", "30m", "U0GHOST", NotFound, "does not exist"),
+    ("web-1", "2h", "U0DAVE", PolicyTooLarge, "IAM allows 2,048"),
+    ("'; DROP TABLE grants; --", "30m", "U0ALICE", InvalidInput, "neither an instance ID"),
+]
+
+
+@pytest.mark.parametrize(("ref", "duration", "who", "error", "message"), CASES)
+def test_bad_request_is_refused_and_changes_nothing(
+    rt: Runtime, aws: AwsSandbox, ref: str, duration: str, who: str, error: type[AccessError], message: str
+) -> None:
+    puts = aws.faults.counts["iam:PutRolePolicy"]
+    with pytest.raises(error) as caught:
+        submit_request(rt, RequestInput(Actor(who), ref, duration))
+    assert message in caught.value.message
+    with rt.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(AccessRequest)) == 0
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    assert aws.faults.counts["iam:PutRolePolicy"] == puts
+
+
+def test_instance_in_a_vpc_without_endpoint_is_refused(rt: Runtime, aws: AwsSandbox) -> None:
+    ec2 = rt.clients.ec2("us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet, InstanceType="t3.micro")
+    instance_id = instance["Instances"][0]["InstanceId"]
+    with pytest.raises(NotFound, match="no EC2 Instance Connect Endpoint in"):
+        submit_request(rt, RequestInput(Actor("U0ALICE"), instance_id, "30m"))
+    with rt.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(AccessRequest)) == 0
+
+
+def test_bad_port_and_user_are_refused(rt: Runtime) -> None:
+    with pytest.raises(InvalidInput, match="port 70000"):
+        submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "30m", port=70000))
+    with pytest.raises(InvalidInput, match="not a valid OS user"):
+        submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "30m", os_user="root; rm -rf /"))

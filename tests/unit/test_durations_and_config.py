@@ -1,0 +1,119 @@
+"""Pure parts: durations, config validation (file, key, problem), rules and permissions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from access.config.loader import load_config, parse_config
+from access.config.permissions import Actor, can_approve, can_request
+from access.config.rules import Target, effective_rule
+from access.durations import format_duration, parse_duration
+from access.errors import ConfigError, InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30m", 1800), ("1h", 3600), ("1h30m", 5400), ("90s", 90), ("2d", 172800), (" 1H ", 3600)]
+)
+def test_durations_parse(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "0m", "-5m", "5", "m", "1h1h", "30m1h2", "1.5h", "forever", "1h 30m"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=1, max_value=10**6))
+def test_format_is_the_inverse_of_parse(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == timedelta(seconds=seconds)
+
+
+@given(st.text(max_size=50))
+def test_parse_never_crashes_on_any_text(text: str) -> None:
+    try:
+        assert parse_duration(text) > timedelta(0)
+    except InvalidInput:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[defaults]\nmax_duraton = "1h"', "eice.toml: defaults.max_duraton: unknown key"),
+        ('[defaults]\nmax_duration = "soon"', "eice.toml: defaults.max_duration: cannot read duration"),
+        ('[defaults]\napprovers = ["bob"]', "eice.toml: defaults.approvers: 'bob' is not a Slack user ID"),
+        ("[defaults]\napprovals_required = 0", "eice.toml: defaults.approvals_required"),
+        ('[principals]\nU0ALICE = "arn:aws:s3:::bucket"', "is not an IAM role or user ARN"),
+        ('[[rules]]\nname = "a"\n[[rules]]\nname = "a"', "rule name 'a' is used twice"),
+        ("[defaults\n", "eice.toml: not valid TOML"),
+        ('[[rules]]\nname = "x"\nmatch = { account = "12" }', "rules.0.match.account"),
+    ],
+)
+def test_bad_config_names_file_key_and_problem(toml: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(toml, source="eice.toml")
+    assert expected in caught.value.message
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_defaults_without_a_file_are_safe() -> None:
+    config = load_config(None)
+    assert config.defaults.allow_self_approval is False
+    assert config.defaults.approvers == []  # nobody can approve until configured
+    assert config.break_glass.enabled is False
+
+
+def test_first_matching_rule_wins_over_defaults() -> None:
+    config = parse_config(
+        """
+[defaults]
+approvals_required = 1
+[[rules]]
+name = "prod"
+match = { tags = { env = "prod" } }
+approvals_required = 2
+[[rules]]
+name = "all"
+auto_approve = true
+"""
+    )
+    assert effective_rule(config, Target({"env": "prod"}, "us-east-1", "1")).approvals_required == 2
+    other = effective_rule(config, Target({"env": "dev"}, "us-east-1", "1"))
+    assert (other.name, other.auto_approve, other.approvals_required) == ("all", True, 1)
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def approve_verdict(actor: Actor, **kw: object) -> str:
+    args: dict[str, object] = {
+        "requester_id": "U0ALICE",
+        "approvers": ["U0BOB", "S0ONCALL"],
+        "allow_self_approval": False,
+        "status": "pending",
+        "deadline": NOW + timedelta(minutes=5),
+        "now": NOW,
+    }
+    args.update(kw)
+    return can_approve(actor, **args).reason  # type: ignore[arg-type]
+
+
+def test_permission_predicates() -> None:
+    assert approve_verdict(Actor("U0BOB")) == ""
+    assert approve_verdict(Actor("U0X", frozenset({"S0ONCALL"}))) == ""
+    assert "not an approver" in approve_verdict(Actor("U0X"))
+    assert "own request" in approve_verdict(Actor("U0ALICE", frozenset({"S0ONCALL"})))
+    assert approve_verdict(Actor("U0ALICE", frozenset({"S0ONCALL"})), allow_self_approval=True) == ""
+    assert "timed out" in approve_verdict(Actor("U0BOB"), now=NOW + timedelta(minutes=6))
+    assert "already approved" in approve_verdict(Actor("U0BOB"), status="approved")
+    assert can_request(Actor("U0X"), None)
+    assert not can_request(Actor("U0X"), ["U0Y"])
