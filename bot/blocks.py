@@ -108,7 +108,9 @@ def approval_card(
         )
     else:
         blocks.append(_section(decision_line(request, grant)))
-    text = f"{kind} from <@{request.requester_id}> for {request.instance_name or request.instance_id}"
+    text = (
+        f"{kind} from <@{request.requester_id}> for {request.instance_name or request.instance_id}"
+    )
     return text, blocks
 
 
@@ -133,7 +135,9 @@ def _preflight(preflight: Any) -> str:
     if isinstance(preflight, dict):
         ok = preflight.get("ok")
         head = ":white_check_mark:" if ok else ":warning:" if ok is not None else ""
-        lines = [f"• {_escape(str(k))}: {_escape(str(v))}" for k, v in preflight.items() if k != "ok"]
+        lines = [
+            f"• {_escape(str(k))}: {_escape(str(v))}" for k, v in preflight.items() if k != "ok"
+        ]
         return (head + "\n" + "\n".join(lines)).strip()[:2000]
     return _escape(str(preflight))[:2000]
 

@@ -33,9 +33,7 @@ class _DatabaseGauges(Collector):
                     select(Grant.status, func.count()).group_by(Grant.status)
                 ):
                     grants.add_metric([status], count)
-                pending = s.scalar(
-                    select(func.count()).where(OutboxMessage.status == "pending")
-                )
+                pending = s.scalar(select(func.count()).where(OutboxMessage.status == "pending"))
             backlog.add_metric([], pending or 0)
         except Exception:
             log.exception("metrics: database gauges unavailable")
@@ -76,7 +74,9 @@ class BotMetrics:
 
     def observe_revoked(self, grant: Grant) -> None:
         if grant.revoked_at is not None and grant.revoked_by is None:
-            self.revocation_lag.observe(max(0.0, (grant.revoked_at - grant.expires_at).total_seconds()))
+            self.revocation_lag.observe(
+                max(0.0, (grant.revoked_at - grant.expires_at).total_seconds())
+            )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

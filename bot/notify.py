@@ -121,7 +121,9 @@ class Notifier:
             return None
         text, body = blocks.approval_card(request, snap.approvals, grant=snap.grant)
         if request.card_ts and request.card_channel:
-            self.client.chat_update(channel=request.card_channel, ts=request.card_ts, text=text, blocks=body)
+            self.client.chat_update(
+                channel=request.card_channel, ts=request.card_ts, text=text, blocks=body
+            )
             return None
         posted = self.client.chat_postMessage(channel=channel, text=text, blocks=body)
         request.card_channel, request.card_ts = posted["channel"], posted["ts"]
@@ -158,20 +160,26 @@ class Notifier:
         if snap.request is not None:
             r = snap.request
             why = f": {r.decision_note}" if r.decision_note else ""
-            self._dm(r.requester_id, blocks.notice(
-                f":no_entry: Your request `{r.id}` for {blocks.instance_label(r)} was denied "
-                f"by <@{r.decided_by}>{why}."
-            ))
+            self._dm(
+                r.requester_id,
+                blocks.notice(
+                    f":no_entry: Your request `{r.id}` for {blocks.instance_label(r)} was denied "
+                    f"by <@{r.decided_by}>{why}."
+                ),
+            )
         return after
 
     def _expired(self, note: Note, snap: Snapshot) -> After | None:
         after = self._sync_card(snap)
         if snap.request is not None:
             r = snap.request
-            self._dm(r.requester_id, blocks.notice(
-                f":alarm_clock: Your request `{r.id}` for {blocks.instance_label(r)} timed out: "
-                "no approver answered in time. Ask again if you still need access."
-            ))
+            self._dm(
+                r.requester_id,
+                blocks.notice(
+                    f":alarm_clock: Your request `{r.id}` for {blocks.instance_label(r)} timed out: "
+                    "no approver answered in time. Ask again if you still need access."
+                ),
+            )
         return after
 
     def _active(self, note: Note, snap: Snapshot) -> After | None:
@@ -185,8 +193,11 @@ class Notifier:
         if grant is None or request is None or grant.status != "active":
             return None  # revoked or failed before we got here: those notes tell the story
         verb = "extended" if extended else "applied"
-        self._thread(snap, f"Grant `{grant.id}` {verb}: `{grant.policy_name}` on "
-                           f"`{grant.principal_arn}` until {blocks.slack_date(grant.expires_at)}.")
+        self._thread(
+            snap,
+            f"Grant `{grant.id}` {verb}: `{grant.policy_name}` on "
+            f"`{grant.principal_arn}` until {blocks.slack_date(grant.expires_at)}.",
+        )
         dm = blocks.access_dm(
             grant, request, max_tunnel_s=self._max_tunnel_s(grant), extended=extended
         )
@@ -199,10 +210,13 @@ class Notifier:
             return None
         error = str(note.payload.get("error", "unknown error"))[:300]
         self._thread(snap, f":x: Grant `{grant.id}` could not be applied: `{error}`")
-        self._dm(grant.requester_id, blocks.notice(
-            f":x: Your access to `{grant.instance_id}` could not be set up: `{error}`. "
-            "Nothing was left behind; try again or ask an admin."
-        ))
+        self._dm(
+            grant.requester_id,
+            blocks.notice(
+                f":x: Your access to `{grant.instance_id}` could not be set up: `{error}`. "
+                "Nothing was left behind; try again or ask an admin."
+            ),
+        )
         return None
 
     def _thread_only(self, note: Note, snap: Snapshot) -> After | None:

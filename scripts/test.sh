@@ -8,4 +8,4 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"
+.venv/bin/python scripts/run_tests.py "$@"

@@ -136,12 +136,12 @@ def audit_query(
     connections: dict[str, list[Connection]] = {}
     for row in session.scalars(
         select(CloudTrailEvent)
-        .where(
-            CloudTrailEvent.grant_id.in_([grant.id for grant, _ in pairs]),
-            CloudTrailEvent.match == "grant",
-        )
+        # No `match` condition here: it would tempt the planner off the grant_id index.
+        .where(CloudTrailEvent.grant_id.in_([grant.id for grant, _ in pairs]))
         .order_by(CloudTrailEvent.event_time, CloudTrailEvent.id)
     ):
+        if row.match != "grant":
+            continue  # the bot's own IAM calls are in the grant's lifecycle already
         connections.setdefault(row.grant_id or "", []).append(_connection(row))
     return [
         GrantAudit(

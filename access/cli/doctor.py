@@ -40,7 +40,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from access.preflight import render_table, run_preflight
 
     try:
-        regions = [args.region] if args.region else list(load_config().aws.regions)
+        config = load_config()
+        regions = [args.region] if args.region else list(config.aws.regions)
         report = run_preflight(
             AwsClients(),
             regions,
@@ -48,6 +49,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             port=args.port,
             os_user=args.os_user,
             principal_arn=args.principal,
+            overshoot_s=int(config.defaults.max_tunnel_overshoot.total_seconds()),
         )
     except (InvalidInput, ConfigError) as exc:
         return _fail(exc.message)

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "access.cli.doctor",
     "access.cli.serve",
     "access.cli.sandbox",
+    "access.cli.demo",
     "access.cli.bench",
     "access.cli.chaos",
 )

@@ -167,7 +167,11 @@ def transit_gateway(
 
 
 def estimated_grant_size(
-    instance: InstanceInfo, endpoint: EndpointInfo | None, port: int, user: str
+    instance: InstanceInfo,
+    endpoint: EndpointInfo | None,
+    port: int,
+    user: str,
+    overshoot_s: int = 300,
 ) -> int:
     """Characters one more grant's inline policy takes (the longest shape a grant has)."""
     scope = GrantScope(
@@ -180,6 +184,7 @@ def estimated_grant_size(
         os_user=user,
         starts_at=ESTIMATE_START,
         expires_at=ESTIMATE_START + ESTIMATE_WINDOW,
+        overshoot_s=overshoot_s,
     )
     return policy_size(grant_policy(scope))
 

@@ -22,7 +22,7 @@ def _vpc_cidrs(facts: Facts) -> tuple[IPv4Network, ...]:
     return tuple(IPv4Network(b, strict=False) for b in blocks)
 
 
-def evaluate(facts: Facts, *, port: int, os_user: str) -> list[Check]:
+def evaluate(facts: Facts, *, port: int, os_user: str, overshoot_s: int = 300) -> list[Check]:
     """Every check, in the order a person should read them (pure)."""
     instance = facts.instance
     endpoint = candidate_endpoint(instance, facts.endpoints)
@@ -53,7 +53,7 @@ def evaluate(facts: Facts, *, port: int, os_user: str) -> list[Check]:
         checks.principal(facts.principal),
     ]
     if facts.principal is not None and facts.principal.exists:
-        size = checks.estimated_grant_size(instance, endpoint, port, os_user)
+        size = checks.estimated_grant_size(instance, endpoint, port, os_user, overshoot_s)
         found.append(checks.policy_budget(facts.principal, size))
     found.append(checks.port_known(port))
     return found
@@ -68,6 +68,7 @@ def run_preflight(
     os_user: str = "ec2-user",
     principal_arn: str | None = None,
     iam: IamPolicies | None = None,
+    overshoot_s: int = 300,
     now: datetime | None = None,
 ) -> PreflightReport:
     """Prove, before anyone approves, that `instance_ref` is reachable through its endpoint.
@@ -80,6 +81,8 @@ def run_preflight(
         os_user: the login user SendSSHPublicKey will be scoped to.
         principal_arn: the requester's IAM role or user, whose inline-policy budget is checked.
         iam: inline-policy adapter (defaults to one over `clients`).
+        overshoot_s: the grant's tunnel overshoot (`max_tunnel_overshoot`), which sets how
+            many slices, and so how many characters, a grant policy has.
         now: when the check ran (defaults to the system clock).
 
     Raises:
@@ -115,7 +118,7 @@ def run_preflight(
         instance_ref=instance_ref,
         port=port,
         os_user=os_user,
-        checks=tuple(evaluate(facts, port=port, os_user=os_user)),
+        checks=tuple(evaluate(facts, port=port, os_user=os_user, overshoot_s=overshoot_s)),
         instance_id=facts.instance.instance_id,
         region=facts.instance.region,
         endpoint_id=endpoint.endpoint_id if endpoint else None,

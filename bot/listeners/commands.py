@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App
 
+from access import workflows
 from access.access_requests import flows as requests
 from access.access_requests.flows import RequestInput
 from access.access_requests.service import pending_requests
@@ -14,7 +15,6 @@ from access.audit.service import record
 from access.config.permissions import can_link, is_admin
 from access.errors import NotPermitted
 from access.grants import service as grant_service
-from access.grants.flows import apply_grant
 from access.principals.service import link_principal
 from bot import blocks
 from bot.commands import (
@@ -115,7 +115,7 @@ def run_request(inv: Invocation, cmd: RequestCommand) -> None:
     bot, rt = inv.bot, inv.bot.rt
     actor = bot.directory.actor(inv.user_id)
     profile = bot.directory.profile(inv.user_id)
-    prepared = requests.prepare_request(
+    outcome = workflows.submit_request(
         rt,
         RequestInput(
             requester=actor,
@@ -129,16 +129,10 @@ def run_request(inv: Invocation, cmd: RequestCommand) -> None:
             email=profile.email,
         ),
     )
-    with rt.db.transaction() as session:
-        outcome = requests.create_request(session, rt, prepared)
     request = outcome.request
     if outcome.grant_id:
-        status = apply_grant(rt, outcome.grant_id)
         how = "break-glass" if request.break_glass else "the rule (auto-approve)"
-        inv.say(
-            f"Approved by {how}: grant `{outcome.grant_id}` is {status}. "
-            "Your commands are in a DM."
-        )
+        inv.say(f"Approved by {how}: grant `{outcome.grant_id}`. Your commands are in a DM.")
         return
     inv.say(
         f"Request `{request.id}` for {blocks.instance_label(request)} sent for approval "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from access import workflows
 from access.access_requests import flows as requests
 from access.access_requests.flows import RequestInput
 from access.access_requests.models import AccessRequest
@@ -25,19 +26,15 @@ DEFAULT_EXTENSION = timedelta(minutes=30)
 
 
 def approve(bot: Bot, actor: Actor, request_id: str) -> str:
-    rt = bot.rt
-    with rt.db.transaction() as session:
-        outcome = requests.approve(session, rt, request_id, actor)
+    outcome = workflows.approve_request(bot.rt, request_id, actor)
     if outcome.grant_id:
-        status = grants.apply_grant(rt, outcome.grant_id)
-        return f"Approved. Grant `{outcome.grant_id}` is {status}."
+        return f"Approved. Grant `{outcome.grant_id}` is on its way."
     r = outcome.request
     return f"Approval recorded ({len(outcome.approvals)} of {r.approvals_required})."
 
 
 def deny(bot: Bot, actor: Actor, request_id: str) -> str:
-    with bot.rt.db.transaction() as session:
-        request = requests.deny(session, bot.rt, request_id, actor)
+    request = workflows.deny_request(bot.rt, request_id, actor)
     return f"Request `{request.id}` denied."
 
 
@@ -48,10 +45,9 @@ def cancel(bot: Bot, actor: Actor, request_id: str) -> str:
 
 
 def revoke(bot: Bot, actor: Actor, grant_id: str) -> str:
-    rt = bot.rt
-    with rt.db.transaction() as session:
-        grants.request_revoke(session, rt, grant_id, actor, reason=f"revoked early by {actor.user_id}")
-    status = grants.revoke_grant(rt, grant_id)
+    status = workflows.revoke_now(
+        bot.rt, grant_id, actor, reason=f"revoked early by {actor.user_id}"
+    )
     if status == "revoked":
         return f"Grant `{grant_id}` revoked."
     return f"Grant `{grant_id}` is {status}; revocation will be retried."

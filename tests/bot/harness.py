@@ -118,6 +118,7 @@ class World:
     url: str
     process: subprocess.Popen[bytes] | None
     log_path: Path | None
+    config_path: Path | None = None
 
     @property
     def driver(self) -> SlackDriver:
@@ -211,4 +212,4 @@ def start_bot(
     eventually(healthy, timeout=30)
     settings = Settings(eice_database_url=db_url, eice_config=str(config))
     rt = Runtime.from_settings(settings, config=load_config(config))
-    return World(aws, slack, estate, rt, url, process, log_path)
+    return World(aws, slack, estate, rt, url, process, log_path, config)

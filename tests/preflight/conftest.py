@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,16 +64,36 @@ def iam(sandbox: AwsSandbox) -> Any:
     return bot(sandbox, "iam")
 
 
-@pytest.fixture
-def clients() -> AwsClients:
-    return AwsClients()
+@pytest.fixture(scope="session")
+def clients(sandbox: AwsSandbox) -> AwsClients:
+    """One set of clients for the session (creating boto3 clients is the slow part)."""
+    shared = AwsClients()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in sandbox.env().items():
+            patch.setenv(name, value)
+        shared.ec2(REGION)
+        shared.iam()
+    return shared
 
 
-def amazon_linux_2(ec2: Any) -> str:
+@functools.cache
+def _amazon_linux_2(url: str) -> str:
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=BOT_ACCESS_KEY_ID,
+        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
+    )
     images = ec2.describe_images(
         Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*x86_64-gp2"]}]
     )["Images"]
     return str(images[0]["ImageId"])
+
+
+def amazon_linux_2(ec2: Any) -> str:
+    """An Amazon Linux 2 image (moto knows over a thousand; looking one up is slow)."""
+    return _amazon_linux_2(ec2.meta.endpoint_url)
 
 
 @dataclass

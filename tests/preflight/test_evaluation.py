@@ -52,7 +52,7 @@ def test_nothing_allowed_hits_the_default_deny() -> None:
 def test_ephemeral_range_must_be_covered_whole() -> None:
     partial = [entry(100, "allow", ports=(32768, 65535), egress=True)]
     assert not evaluate_acl(partial, egress=True, peer=PEER, ports=(1024, 65535)).allowed
-    split = partial + [entry(110, "allow", ports=(1024, 32767), egress=True)]
+    split = [*partial, entry(110, "allow", ports=(1024, 32767), egress=True)]
     assert evaluate_acl(split, egress=True, peer=PEER, ports=(1024, 65535)).allowed
 
 

@@ -1,0 +1,95 @@
+"""Whatever is typed after `/eice`: never a 5xx, a quick ack, and invalid input changes nothing."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.commands import UsageError, split
+from bot.listeners.commands import default_router
+from tests.bot.harness import World
+
+WORDS = st.sampled_from(
+    [
+        "request",
+        "revoke",
+        "extend",
+        "link",
+        "list",
+        "pending",
+        "help",
+        "audit",
+        "doctor",
+        "i-0123456789abcdef0",
+        "i-*",
+        "i-zz",
+        "web-1",
+        "-30m",
+        "0m",
+        "30m",
+        "99999999d",
+        "--port",
+        "--user",
+        "--break-glass",
+        "65536",
+        "root;rm -rf /",
+        "'; DROP TABLE grants;--",
+        "<@U0BOB|bob>",
+        "<!channel>",
+        "arn:aws:iam::123456789012:role/eice/x",
+        "arn:aws:iam::*",
+        "g-",
+        "g-zzzzzzzzzz",
+        "${jndi:ldap://x}",
+        "%00",
+        "\u202e",
+        "é",
+        "🙂",
+    ]
+)
+TEXT = st.one_of(
+    st.lists(WORDS, max_size=8).map(" ".join),
+    st.text(max_size=200),
+    st.text(min_size=3001, max_size=5000),
+)
+ROUTER = default_router()
+
+
+def _invalid(text: str) -> bool:
+    try:
+        ROUTER.parse(text)
+    except UsageError:
+        return True
+    return False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=TEXT)
+def test_any_command_text_is_answered_quickly_and_never_5xx(world: World, text: str) -> None:
+    # U0DAVE has no IAM principal and is no admin: nothing he types may change any state.
+    before = (
+        world.count("access_requests"),
+        world.count("audit_events"),
+        world.count("principal_links"),
+    )
+    answer = world.driver.command("U0DAVE", text)
+    assert answer.status < 500
+    assert answer.elapsed_ms < 1000
+    if _invalid(text):
+        assert answer.json is not None and answer.json.get("text")
+    time.sleep(0.02)
+    after = (
+        world.count("access_requests"),
+        world.count("audit_events"),
+        world.count("principal_links"),
+    )
+    assert after == before
+
+
+def test_split_never_crashes_on_huge_input() -> None:
+    try:
+        split("x" * 10_000)
+    except UsageError as exc:
+        assert "limit" in exc.message
