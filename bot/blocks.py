@@ -150,7 +150,8 @@ def access_commands(grant: Grant, *, max_tunnel_s: int) -> list[str]:
         f"eice ssh {i} --expires {iso(grant.expires_at)} --os-user {u}",
         f"aws ec2-instance-connect ssh --instance-id {i} --os-user {u} --connection-type eice "
         f"--eice-options maxTunnelDuration={s},endpointId={e}",
-        f"aws ec2-instance-connect open-tunnel --instance-id {i} --instance-connect-endpoint-id {e} "
+        f"aws ec2-instance-connect open-tunnel --instance-id {i} "
+        f"--instance-connect-endpoint-id {e} "
         f"--private-ip-address {grant.private_ip} --remote-port {grant.port} --local-port 2222 "
         f"--max-tunnel-duration {s}",
     ]
@@ -180,7 +181,8 @@ def access_dm(
         },
         grant_buttons(grant),
     ]
-    text = f"Access to {request.instance_name or request.instance_id} {verb} until {iso(grant.expires_at)}"
+    target = request.instance_name or request.instance_id
+    text = f"Access to {target} {verb} until {iso(grant.expires_at)}"
     return text, blocks
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics for `eice serve`: one registry per process, DB-backed gauges at scrape time."""
+"""Prometheus metrics for `eice serve`: one registry per process, DB gauges at scrape time."""
 
 from __future__ import annotations
 

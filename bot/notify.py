@@ -176,7 +176,8 @@ class Notifier:
             self._dm(
                 r.requester_id,
                 blocks.notice(
-                    f":alarm_clock: Your request `{r.id}` for {blocks.instance_label(r)} timed out: "
+                    f":alarm_clock: Your request `{r.id}` for {blocks.instance_label(r)} timed out:"
+                    " "
                     "no approver answered in time. Ask again if you still need access."
                 ),
             )

@@ -51,7 +51,7 @@ class Router:
         self.subcommands[subcommand.name] = subcommand
 
     def parse(self, text: str) -> tuple[Subcommand, Any]:
-        """The subcommand and its parsed arguments; raises UsageError with the usage for unknowns."""
+        """The subcommand and its parsed arguments; UsageError (with the usage) otherwise."""
         parsed = split(text)
         sub = self.subcommands.get(parsed.name)
         if sub is None:

@@ -85,10 +85,10 @@ class Service:
 
 def serve_http(service: Service, *, host: str, port: int, threads: int = 16) -> None:
     """Serve `/slack/events`, `/healthz` and `/metrics` on waitress until SIGTERM/SIGINT."""
-    import waitress
+    from waitress.server import create_server
 
     wsgi = EiceWsgiApp(service.app, service.health, service.metrics)
-    server: Any = waitress.create_server(
+    server: Any = create_server(
         wsgi, host=host, port=port, threads=threads, ident="eice", connection_limit=1000
     )
     stop = threading.Event()

@@ -6,8 +6,10 @@ written; the other flows take the caller's session and never commit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,6 +30,8 @@ from access.grants.policy import check_policy_fits, grant_policy
 from access.outbox.service import enqueue
 from access.principals.service import resolve_principal
 from access.runtime import Runtime, new_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class PreparedRequest:
     duration: timedelta
     port: int
     os_user: str
+    preflight: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,37 @@ def prepare_request(rt: Runtime, inp: RequestInput) -> PreparedRequest:
         grant_policy(build_scope_for(instance, endpoint, port, os_user, now, now + duration, rule)),
         principal,
     )
-    return PreparedRequest(inp, instance, endpoint, rule, principal, duration, port, os_user)
+    report = _preflight(rt, instance.instance_id, instance.region, port, os_user, principal, rule)
+    return PreparedRequest(inp, instance, endpoint, rule, principal, duration, port, os_user, report)
+
+
+def _preflight(
+    rt: Runtime,
+    instance_id: str,
+    region: str,
+    port: int,
+    os_user: str,
+    principal: str,
+    rule: EffectiveRule,
+) -> dict[str, Any] | None:
+    """The reachability check shown on the approval card; never blocks the request itself."""
+    from access.preflight import run_preflight
+
+    try:
+        report = run_preflight(
+            rt.clients,
+            [region],
+            instance_id,
+            port=port,
+            os_user=os_user,
+            principal_arn=principal,
+            iam=rt.iam,
+            overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+        )
+    except Exception as exc:
+        log.warning("pre-flight for %s failed: %s", instance_id, exc)
+        return None
+    return report.to_dict()
 
 
 def build_scope_for(instance, endpoint, port, os_user, starts_at, expires_at, rule):  # type: ignore[no-untyped-def]
@@ -192,6 +227,7 @@ def create_request(
         created_at=now,
         approval_deadline=now + rule.approval_timeout,
         extends_grant_id=extends.id if extends else None,
+        preflight=prepared.preflight,
     )
     session.add(request)
     session.flush()

@@ -1,4 +1,4 @@
-"""The main path over real HTTP: command -> card -> N-of-M approval -> IAM policy -> DM -> revoke."""
+"""The main path over real HTTP: command, card, N-of-M approval, IAM policy, DM, revoke."""
 
 from __future__ import annotations
 

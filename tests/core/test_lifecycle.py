@@ -207,3 +207,27 @@ def test_counts_one_put_per_grant(rt: Runtime, aws) -> None:  # type: ignore[no-
     assert aws.faults.counts["iam:PutRolePolicy"] - before == 1
     with rt.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Grant)) == 1
+
+
+def test_request_carries_the_preflight_result(rt: Runtime) -> None:
+    request = ask(rt)
+    assert request.preflight is not None
+    assert request.preflight["instance_id"] == request.instance_id
+    assert request.preflight["status"] in ("ok", "warning")
+
+
+def test_unreachable_instance_is_flagged_before_anyone_approves(rt: Runtime, estate: Estate) -> None:
+    ec2 = rt.clients.ec2("us-east-1")
+    web = estate.instance("web-1")
+    closed_sg = ec2.create_security_group(GroupName=f"closed-{time.time_ns()}", Description="no ingress", VpcId=web.vpc_id)["GroupId"]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    made = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, SubnetId=web.subnet_id, InstanceType="t3.micro",
+        SecurityGroupIds=[closed_sg],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "env", "Value": "prod"}]}],
+    )  # fmt: skip
+    instance_id = made["Instances"][0]["InstanceId"]
+    request = ask(rt, instance_id)
+    assert request.status == RequestStatus.PENDING
+    assert request.preflight is not None and request.preflight["status"] == "failure"
+    assert "will fail" in request.preflight["verdict"] and closed_sg in request.preflight["verdict"]
