@@ -79,9 +79,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url` with the per-dialect settings this project relies on."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
-        )
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs)
         _make_sqlite_serialisable(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)

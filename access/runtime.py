@@ -43,9 +43,7 @@ class Runtime:
         return list(self.config.aws.regions)
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings | None = None, *, config: Config | None = None
-    ) -> Runtime:
+    def from_settings(cls, settings: Settings | None = None, *, config: Config | None = None) -> Runtime:
         """Build from the environment (raises ConfigError for a bad `eice.toml`)."""
         settings = settings or get_settings()
         clients = AwsClients()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -50,6 +51,8 @@ def build_app(
         process_before_response=True,
         token_verification_enabled=False,
         logger=logging.getLogger("eice.bolt"),
+        # A few lazy workers: the AWS and DB work after the ack must not starve the acks.
+        listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="eice-lazy"),
     )
     register_listeners(app, bot or Bot.create(rt, client))
     return app

@@ -105,9 +105,7 @@ def _ts(value: Any) -> str:
 
 
 def _grant_text(r: GrantAudit) -> str:
-    approved = ", ".join(f"<@{a}>" for a in r.approvers) or (
-        "auto-approved" if r.auto_approved else "nobody"
-    )
+    approved = ", ".join(f"<@{a}>" for a in r.approvers) or ("auto-approved" if r.auto_approved else "nobody")
     flags = "  :rotating_light: *break-glass*" if r.break_glass else ""
     end = f", revoked {_ts(r.revoked_at)}" if r.revoked_at else ""
     lines = [
@@ -124,8 +122,7 @@ def _connections_text(connections: Sequence[Connection]) -> str:
     if not connections:
         return "no connections seen"
     shown = [
-        ("" if c.allowed else ":no_entry: ") + connection_line(c)
-        for c in connections[:MAX_LINES_PER_GRANT]
+        ("" if c.allowed else ":no_entry: ") + connection_line(c) for c in connections[:MAX_LINES_PER_GRANT]
     ]
     more = len(connections) - len(shown)
     if more > 0:
@@ -170,15 +167,11 @@ def audit_blocks(
         {"type": "header", "text": {"type": "plain_text", "text": heading[:150]}},
         {
             "type": "context",
-            "elements": [
-                {"type": "mrkdwn", "text": f"{len(results)} grants, page {page + 1} of {pages}"}
-            ],
+            "elements": [{"type": "mrkdwn", "text": f"{len(results)} grants, page {page + 1} of {pages}"}],
         },
     ]
     if not results:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "No matching grants."}}
-        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No matching grants."}})
     for r in shown:
         blocks.append({"type": "divider"})
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _grant_text(r)}})

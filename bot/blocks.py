@@ -10,6 +10,7 @@ from access.clock import iso
 from access.durations import format_duration
 from access.grants.models import Grant
 from bot.actions import Action
+from bot.preflight_blocks import preflight_summary_blocks
 
 Blocks = list[dict[str, Any]]
 STATUS_EMOJI = {
@@ -79,8 +80,8 @@ def approval_card(
         _section(f"*Reason*\n{_escape(request.reason) or '_none given_'}"),
         {"type": "context", "elements": [_md(f"Tags: {tags or 'none'} · request `{request.id}`")]},
     ]
-    if request.preflight is not None:
-        blocks.append(_section(f"*Pre-flight*\n{_preflight(request.preflight)}"))
+    if isinstance(request.preflight, dict):
+        blocks.extend(preflight_summary_blocks(request.preflight))
     if approvals:
         who = ", ".join(f"<@{a}>" for a in approvals if a[:1] in "UW") or ", ".join(approvals)
         blocks.append({"type": "context", "elements": [_md(f"Approved by {who}")]})
@@ -108,9 +109,7 @@ def approval_card(
         )
     else:
         blocks.append(_section(decision_line(request, grant)))
-    text = (
-        f"{kind} from <@{request.requester_id}> for {request.instance_name or request.instance_id}"
-    )
+    text = f"{kind} from <@{request.requester_id}> for {request.instance_name or request.instance_id}"
     return text, blocks
 
 
@@ -129,17 +128,6 @@ def decision_line(request: AccessRequest, grant: Grant | None) -> str:
     if grant is not None:
         line += f"\nGrant `{grant.id}` is *{grant.status}*, until {slack_date(grant.expires_at)}"
     return line
-
-
-def _preflight(preflight: Any) -> str:
-    if isinstance(preflight, dict):
-        ok = preflight.get("ok")
-        head = ":white_check_mark:" if ok else ":warning:" if ok is not None else ""
-        lines = [
-            f"• {_escape(str(k))}: {_escape(str(v))}" for k, v in preflight.items() if k != "ok"
-        ]
-        return (head + "\n" + "\n".join(lines)).strip()[:2000]
-    return _escape(str(preflight))[:2000]
 
 
 def access_commands(grant: Grant, *, max_tunnel_s: int) -> list[str]:
@@ -163,8 +151,7 @@ def access_dm(
     """The requester's DM once the policy is on: expiry, commands, revoke and extend buttons."""
     verb = "extended" if extended else "approved"
     head = (
-        f":key: Your access to {instance_label(request)} is {verb}. "
-        f"It ends {slack_date(grant.expires_at)}."
+        f":key: Your access to {instance_label(request)} is {verb}. It ends {slack_date(grant.expires_at)}."
     )
     commands = "\n".join(access_commands(grant, max_tunnel_s=max_tunnel_s))
     blocks: Blocks = [
@@ -228,9 +215,7 @@ def request_line(request: AccessRequest) -> str:
     )
 
 
-def home_view(
-    grants: list[Grant], mine: list[AccessRequest], waiting: list[AccessRequest]
-) -> dict[str, Any]:
+def home_view(grants: list[Grant], mine: list[AccessRequest], waiting: list[AccessRequest]) -> dict[str, Any]:
     """App Home: my grants (revoke/extend), my pending requests, requests waiting on me."""
     blocks: Blocks = [{"type": "header", "text": {"type": "plain_text", "text": "Your access"}}]
     for grant in grants:

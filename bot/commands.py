@@ -82,9 +82,7 @@ class LinkCommand:
 def split(text: str) -> Parsed:
     """Split command text into subcommand and arguments (whitespace separated)."""
     if len(text) > MAX_TEXT:
-        raise UsageError(
-            f"that command is {len(text):,} characters long; the limit is {MAX_TEXT:,}"
-        )
+        raise UsageError(f"that command is {len(text):,} characters long; the limit is {MAX_TEXT:,}")
     words = text.split()
     if not words:
         return Parsed("help", [])
@@ -101,9 +99,7 @@ def _duration(text: str) -> str:
 
 def parse_request(args: list[str]) -> RequestCommand:
     """`request <instance> <duration> [reason...] [--port N] [--user NAME] [--break-glass]`."""
-    usage = (
-        "usage: `/eice request <instance-id | Name> <duration> [reason] [--port N] [--user NAME]`"
-    )
+    usage = "usage: `/eice request <instance-id | Name> <duration> [reason] [--port N] [--user NAME]`"
     positional: list[str] = []
     port: int | None = None
     os_user: str | None = None

@@ -29,9 +29,7 @@ class _DatabaseGauges(Collector):
         backlog = GaugeMetricFamily("eice_outbox_backlog", "Outbox rows not yet delivered")
         try:
             with self.rt.db.transaction() as s:
-                for status, count in s.execute(
-                    select(Grant.status, func.count()).group_by(Grant.status)
-                ):
+                for status, count in s.execute(select(Grant.status, func.count()).group_by(Grant.status)):
                     grants.add_metric([status], count)
                 pending = s.scalar(select(func.count()).where(OutboxMessage.status == "pending"))
             backlog.add_metric([], pending or 0)
@@ -74,9 +72,7 @@ class BotMetrics:
 
     def observe_revoked(self, grant: Grant) -> None:
         if grant.revoked_at is not None and grant.revoked_by is None:
-            self.revocation_lag.observe(
-                max(0.0, (grant.revoked_at - grant.expires_at).total_seconds())
-            )
+            self.revocation_lag.observe(max(0.0, (grant.revoked_at - grant.expires_at).total_seconds()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

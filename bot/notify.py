@@ -104,11 +104,7 @@ class Notifier:
     # the card and its thread
 
     def _card_channel(self, request: AccessRequest) -> str | None:
-        return (
-            request.card_channel
-            or request.approvals_channel
-            or self.rt.config.defaults.approvals_channel
-        )
+        return request.card_channel or request.approvals_channel or self.rt.config.defaults.approvals_channel
 
     def _sync_card(self, snap: Snapshot) -> After | None:
         """Post the card, or update it in place when it already has a ts."""
@@ -121,9 +117,7 @@ class Notifier:
             return None
         text, body = blocks.approval_card(request, snap.approvals, grant=snap.grant)
         if request.card_ts and request.card_channel:
-            self.client.chat_update(
-                channel=request.card_channel, ts=request.card_ts, text=text, blocks=body
-            )
+            self.client.chat_update(channel=request.card_channel, ts=request.card_ts, text=text, blocks=body)
             return None
         posted = self.client.chat_postMessage(channel=channel, text=text, blocks=body)
         request.card_channel, request.card_ts = posted["channel"], posted["ts"]
@@ -199,9 +193,7 @@ class Notifier:
             f"Grant `{grant.id}` {verb}: `{grant.policy_name}` on "
             f"`{grant.principal_arn}` until {blocks.slack_date(grant.expires_at)}.",
         )
-        dm = blocks.access_dm(
-            grant, request, max_tunnel_s=self._max_tunnel_s(grant), extended=extended
-        )
+        dm = blocks.access_dm(grant, request, max_tunnel_s=self._max_tunnel_s(grant), extended=extended)
         posted = self._dm(grant.requester_id, dm)
         return _store_dm(grant.id, posted["channel"], posted["ts"])
 

@@ -117,12 +117,8 @@ class OutboxDispatcher:
         with self._pass_lock:
             now = self.rt.clock.now()
             with self.rt.db.transaction() as session:
-                rows = claim(
-                    session, worker=self.worker, now=now, lease_s=LEASE_S, limit=self.batch
-                )
-                notes = [
-                    Note(r.id, r.kind, r.request_id, r.grant_id, dict(r.payload)) for r in rows
-                ]
+                rows = claim(session, worker=self.worker, now=now, lease_s=LEASE_S, limit=self.batch)
+                notes = [Note(r.id, r.kind, r.request_id, r.grant_id, dict(r.payload)) for r in rows]
             sent = 0
             for index, note in enumerate(notes):
                 try:
@@ -132,9 +128,7 @@ class OutboxDispatcher:
                     if wait is not None:
                         # Rate limited: this row and the rest of the batch wait as Slack asks.
                         for later in notes[index:]:
-                            self._failed(
-                                later, f"rate limited by Slack ({exc.response.get('error')})", wait
-                            )
+                            self._failed(later, f"rate limited by Slack ({exc.response.get('error')})", wait)
                         return sent, len(notes)
                     self._failed(note, f"slack: {exc.response.get('error')}", None)
                     continue

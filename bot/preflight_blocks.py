@@ -40,9 +40,7 @@ def headline(report: dict[str, Any]) -> str:
 
 def _line(check: dict[str, Any], *, with_fix: bool) -> str:
     icon = ICONS.get(str(check.get("status")), "•")
-    text = (
-        f"{icon} *{escape(str(check.get('name', '')))}*: {escape(str(check.get('evidence', '')))}"
-    )
+    text = f"{icon} *{escape(str(check.get('name', '')))}*: {escape(str(check.get('evidence', '')))}"
     fix = check.get("fix")
     if with_fix and fix:
         text += f"\n      fix: `{escape(str(fix))}`"
@@ -65,9 +63,7 @@ def preflight_summary_blocks(report: dict[str, Any], *, full: bool = False) -> l
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": _clip(
-                            _line(check, with_fix=full or check.get("status") == "failure")
-                        ),
+                        "text": _clip(_line(check, with_fix=full or check.get("status") == "failure")),
                     }
                 ],
             }

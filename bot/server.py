@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,8 @@ def serve_http(service: Service, *, host: str, port: int, threads: int = 16) -> 
     """Serve `/slack/events`, `/healthz` and `/metrics` on waitress until SIGTERM/SIGINT."""
     from waitress.server import create_server
 
+    # Shorter GIL slices: an ack waiting behind botocore parsing gets its turn sooner.
+    sys.setswitchinterval(0.001)
     wsgi = EiceWsgiApp(service.app, service.health, service.metrics)
     server: Any = create_server(
         wsgi, host=host, port=port, threads=threads, ident="eice", connection_limit=1000

@@ -73,9 +73,7 @@ class EiceWsgiApp:
             return self._slack(environ, start_response)
         if path == "/healthz" and method == "GET":
             ok, report = self.health.check()
-            return _reply(
-                start_response, 200 if ok else 503, json.dumps(report).encode(), "application/json"
-            )
+            return _reply(start_response, 200 if ok else 503, json.dumps(report).encode(), "application/json")
         if path == "/metrics" and method == "GET":
             return _reply(start_response, 200, self.metrics.render(), "text/plain; version=0.0.4")
         return _reply(start_response, 404, b'{"error": "not found"}', "application/json")

@@ -80,30 +80,46 @@ def eice(args: list[str], env: dict[str, str], timeout_s: float = 60) -> subproc
     )
 
 
-def run_demo(*, workdir: Path | None = None, progress: Callable[[Step], None] | None = None) -> dict[str, Any]:
+def run_demo(
+    *, workdir: Path | None = None, progress: Callable[[Step], None] | None = None
+) -> dict[str, Any]:
     """Run the story; returns the `--json` object (`ok`, `steps`, `grant`, events, ...)."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="eice-demo-"))
     run = DemoRun(progress=progress)
     stack = SandboxStack(workdir=workdir).start()
     db_url = f"sqlite:///{workdir / 'eice.sqlite'}"
-    env = {**os.environ, **stack.bot_env(db_url), "EICE_COLLECTOR_INTERVAL_S": "2", "EICE_REAPER_INTERVAL_S": "1"}
+    env = {
+        **os.environ,
+        **stack.bot_env(db_url),
+        "EICE_COLLECTOR_INTERVAL_S": "2",
+        "EICE_REAPER_INTERVAL_S": "1",
+    }
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     port = free_port()
     bot: subprocess.Popen[str] | None = None
-    result: dict[str, Any] = {"ok": False, "steps": [], "grant": None, "cloudtrail_events": [], "audit_verified": False}
+    result: dict[str, Any] = {
+        "ok": False,
+        "steps": [],
+        "grant": None,
+        "cloudtrail_events": [],
+        "audit_verified": False,
+    }
     log = (workdir / "bot.log").open("w")
     try:
         migrated = eice(["migrate"], env)
         run.step("migrate", migrated.returncode == 0, migrated.stderr.strip()[-300:])
         bot = subprocess.Popen(
-            [sys.executable, "-m", "access.cli.main", "serve", "--http", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "access.cli.main", "serve", "--http", "--host", "127.0.0.1",
+             "--port", str(port)],
             env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         healthy = wait_for(lambda: _healthy(base), 30)
         run.step("bot started", bool(healthy), f"eice serve --http on {base}")
-        driver = SlackDriver(bot_url=f"{base}/slack/events", signing_secret=stack.signing_secret, slack=stack.slack)
+        driver = SlackDriver(
+            bot_url=f"{base}/slack/events", signing_secret=stack.signing_secret, slack=stack.slack
+        )
         _story(run, stack, driver, env)
         result.update(_collect(stack, env, db_url))
     except Exception as exc:  # the transcript must still say what broke
@@ -148,30 +164,92 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
     slack = stack.slack
     web = stack.estate.instance("web-1")
     asked = driver.command("U0ALICE", f"request web-1 {GRANT_SECONDS}s fixing the disk alarm")
-    run.step("alice: /eice request", asked.status == 200, f"ack {asked.status} in {asked.elapsed_ms:.0f} ms")
+    run.step(
+        "alice: /eice request",
+        asked.status == 200,
+        f"ack {asked.status} in {asked.elapsed_ms:.0f} ms",
+    )
     card = wait_for(lambda: next(iter(slack.messages(APPROVALS_CHANNEL)), None), 20)
     if not run.step("approval card posted", card is not None, card.text if card else "no card in #approvals"):
         return
     for approver in ("U0BOB", "U0CAROL"):
-        clicked = driver.click(approver, slack.message(card.channel, card.ts), "eice_approve")
+        current = slack.message(card.channel, card.ts)
+        if current is None:
+            run.step(f"{approver}: Approve", False, "the card disappeared")
+            return
+        clicked = driver.click(approver, current, "eice_approve")
         run.step(f"{approver}: Approve", clicked.status == 200, f"HTTP {clicked.status}")
         time.sleep(0.3)
     policies = wait_for(lambda: _grant_policies(stack), 20)
-    run.step("policy on alice's role", bool(policies), ", ".join(policies or []) or "no eice-grant policy")
-    dm = wait_for(lambda: next((m for m in slack.dms("U0ALICE") if "eice ssh" in json.dumps(m.blocks) + m.text), None), 20)
-    run.step("DM with the commands", dm is not None, "eice ssh / aws ec2-instance-connect ssh / open-tunnel" if dm else "no DM")
+    run.step(
+        "policy on alice's role",
+        bool(policies),
+        ", ".join(policies or []) or "no eice-grant policy",
+    )
+    dm = wait_for(
+        lambda: next((m for m in slack.dms("U0ALICE") if "eice ssh" in json.dumps(m.blocks) + m.text), None),
+        20,
+    )
+    run.step(
+        "DM with the commands",
+        dm is not None,
+        "eice ssh / aws ec2-instance-connect ssh / open-tunnel" if dm else "no DM",
+    )
     updated = slack.message(card.channel, card.ts)
     run.step("card updated in place", bool(updated and updated.history), "chat.update on the same ts")
     alice = stack.user_env("alice")
     expires = _expiry_from(dm)
-    ssh = eice(["ssh", web.instance_id, "--os-user", "ec2-user", *(["--expires", expires] if expires else []), "--", "hostname"], {**os.environ, **alice})
-    run.step("alice: eice ssh -- hostname", ssh.returncode == 0 and "web-1" in ssh.stdout, (ssh.stdout.strip() or ssh.stderr.strip())[-300:])
-    other = eice(["tunnel", web.instance_id, "--remote-port", "2222", "--max-tunnel-duration", "60"], {**os.environ, **alice}, timeout_s=30)
-    run.step("tunnel to another port refused", other.returncode != 0 and "AccessDenied" in other.stderr, other.stderr.strip()[-300:])
+    ssh = eice(
+        [
+            "ssh",
+            web.instance_id,
+            "--os-user",
+            "ec2-user",
+            *(["--expires", expires] if expires else []),
+            "--",
+            "hostname",
+        ],
+        {**os.environ, **alice},
+    )
+    run.step(
+        "alice: eice ssh -- hostname",
+        ssh.returncode == 0 and "web-1" in ssh.stdout,
+        (ssh.stdout.strip() or ssh.stderr.strip())[-300:],
+    )
+    other = eice(
+        ["tunnel", web.instance_id, "--remote-port", "2222", "--max-tunnel-duration", "60"],
+        {**os.environ, **alice},
+        timeout_s=30,
+    )
+    run.step(
+        "tunnel to another port refused",
+        other.returncode != 0 and "AccessDenied" in other.stderr,
+        other.stderr.strip()[-300:],
+    )
     revoked = wait_for(lambda: not _grant_policies(stack), GRANT_SECONDS + 20, every_s=0.2)
-    run.step("expiry: policy revoked", bool(revoked), "eice-grant policy removed from alice's role" if revoked else "policy still present")
-    again = eice(["ssh", web.instance_id, "--os-user", "ec2-user", "--max-tunnel-duration", "60", "--", "hostname"], {**os.environ, **alice})
-    run.step("after expiry: eice ssh refused", again.returncode != 0 and "AccessDenied" in again.stderr, again.stderr.strip()[-300:])
+    run.step(
+        "expiry: policy revoked",
+        bool(revoked),
+        "eice-grant policy removed from alice's role" if revoked else "policy still present",
+    )
+    again = eice(
+        [
+            "ssh",
+            web.instance_id,
+            "--os-user",
+            "ec2-user",
+            "--max-tunnel-duration",
+            "60",
+            "--",
+            "hostname",
+        ],
+        {**os.environ, **alice},
+    )
+    run.step(
+        "after expiry: eice ssh refused",
+        again.returncode != 0 and "AccessDenied" in again.stderr,
+        again.stderr.strip()[-300:],
+    )
 
 
 def _expiry_from(dm: Any) -> str | None:

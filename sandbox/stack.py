@@ -5,6 +5,7 @@ an `eice.toml` to match. Used by `eice sandbox`, `eice demo`, the benchmarks and
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,10 +97,8 @@ class SandboxStack:
         for part in ("slack", "ssh", "tunnels", "aws"):
             thing = getattr(self, part, None)
             if thing is not None:
-                try:
+                with contextlib.suppress(Exception):  # best effort on the way out
                     thing.stop()
-                except Exception:  # noqa: S110 - best effort on the way out
-                    pass
 
     def __enter__(self) -> SandboxStack:
         return self.start()
@@ -136,7 +135,9 @@ class SandboxStack:
             aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
         )
         creds = sts.assume_role(
-            RoleArn=self.estate.role_arns[person], RoleSessionName=person, DurationSeconds=duration_s
+            RoleArn=self.estate.role_arns[person],
+            RoleSessionName=person,
+            DurationSeconds=duration_s,
         )["Credentials"]
         env = self.bot_env("")
         env.pop("EICE_DATABASE_URL")

@@ -29,7 +29,17 @@ def run(package: Path, extra: list[str], out: Path) -> tuple[str, int, int, int,
     junit = out / f"{package.name}.xml"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", str(package), *extra],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            str(package),
+            *extra,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -45,7 +55,15 @@ def run(package: Path, extra: list[str], out: Path) -> tuple[str, int, int, int,
             skipped += int(s.get("skipped", 0))
     if proc.returncode not in (0, 5) and failures + errors == 0:
         errors += 1  # collection error, crash, or a hang killed by pytest
-    return package.name, tests, failures + errors, skipped, proc.returncode, elapsed, proc.stdout + proc.stderr
+    return (
+        package.name,
+        tests,
+        failures + errors,
+        skipped,
+        proc.returncode,
+        elapsed,
+        proc.stdout + proc.stderr,
+    )
 
 
 def main() -> int:
@@ -58,7 +76,10 @@ def main() -> int:
         failed += bad
         skipped += skip
         state = "ok" if bad == 0 and code in (0, 5) else "FAILED"
-        print(f"tests/{name}: {tests - bad - skip} passed, {bad} failed, {skip} skipped in {elapsed:.0f}s [{state}]")
+        print(
+            f"tests/{name}: {tests - bad - skip} passed, {bad} failed, {skip} skipped "
+            f"in {elapsed:.0f}s [{state}]"
+        )
         if state != "ok":
             print(output[-6000:])
     print(f"{passed} passed, {failed} failed, {skipped} skipped")

@@ -13,9 +13,7 @@ from sqlalchemy.engine import make_url
 
 from access.migrate import upgrade
 
-POSTGRES_URL = os.environ.get(
-    "EICE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("EICE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @contextmanager

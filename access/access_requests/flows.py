@@ -115,9 +115,7 @@ def prepare_request(rt: Runtime, inp: RequestInput) -> PreparedRequest:
             account_id=instance.account_id,
         )
     if not rt.iam.exists(principal):
-        raise NotFound(
-            f"your IAM principal {principal} does not exist in account {instance.account_id}"
-        )
+        raise NotFound(f"your IAM principal {principal} does not exist in account {instance.account_id}")
     port = inp.port or rule.port
     os_user = inp.os_user or rule.os_user
     now = rt.clock.now()
@@ -183,13 +181,9 @@ def create_request(
     now = rt.clock.now()
     inp, instance, rule = prepared.input, prepared.instance, prepared.rule
     if extends is None:
-        existing = service.pending_for_requester(
-            session, inp.requester.user_id, instance.instance_id
-        )
+        existing = service.pending_for_requester(session, inp.requester.user_id, instance.instance_id)
         if existing is not None:
-            raise Conflict(
-                f"you already have a pending request {existing.id} for {instance.instance_id}"
-            )
+            raise Conflict(f"you already have a pending request {existing.id} for {instance.instance_id}")
         active = grant_service.live_grant_for(session, inp.requester.user_id, instance.instance_id)
         if active is not None:
             raise Conflict(
@@ -258,9 +252,7 @@ def create_request(
 
 def current_rule(rt: Runtime, request: AccessRequest) -> EffectiveRule:
     """The rule as the config says *now* (approver rights are re-checked at click time)."""
-    return effective_rule(
-        rt.config, Target(request.instance_tags, request.region, request.account_id)
-    )
+    return effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
 
 
 def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> ApprovalOutcome:
@@ -286,9 +278,7 @@ def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> App
     if not verdict:
         if request.status != RequestStatus.PENDING:
             by = (
-                f" by <@{request.decided_by}>"
-                if request.decided_by and request.decided_by[0] in "UW"
-                else ""
+                f" by <@{request.decided_by}>" if request.decided_by and request.decided_by[0] in "UW" else ""
             )
             raise Conflict(f"already {request.status}{by}")
         raise NotPermitted(verdict.reason)
@@ -321,9 +311,7 @@ def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> App
         )
         session.refresh(request)
         return ApprovalOutcome(request, False, None, approvals)
-    return _complete_approval(
-        session, rt, request, approver=actor.user_id, now=now, approvals=approvals
-    )
+    return _complete_approval(session, rt, request, approver=actor.user_id, now=now, approvals=approvals)
 
 
 def _complete_approval(
@@ -376,9 +364,7 @@ def _complete_approval(
     return ApprovalOutcome(request, True, grant.id, approvals)
 
 
-def deny(
-    session: Session, rt: Runtime, request_id: str, actor: Actor, reason: str = ""
-) -> AccessRequest:
+def deny(session: Session, rt: Runtime, request_id: str, actor: Actor, reason: str = "") -> AccessRequest:
     """An approver says no; the request ends."""
     now = rt.clock.now()
     request = session.get(AccessRequest, request_id)
@@ -397,8 +383,7 @@ def deny(
     if not verdict and actor.user_id != request.requester_id:
         if request.status != RequestStatus.PENDING:
             raise Conflict(
-                f"already {request.status}"
-                + (f" by <@{request.decided_by}>" if request.decided_by else "")
+                f"already {request.status}" + (f" by <@{request.decided_by}>" if request.decided_by else "")
             )
         raise NotPermitted(verdict.reason)
     if not service.transition(

@@ -39,16 +39,12 @@ def count_approval(session: Session, request_id: str) -> int | None:
 def approvers_of(session: Session, request_id: str) -> list[str]:
     return list(
         session.scalars(
-            select(Approval.approver_id)
-            .where(Approval.request_id == request_id)
-            .order_by(Approval.id)
+            select(Approval.approver_id).where(Approval.request_id == request_id).order_by(Approval.id)
         )
     )
 
 
-def pending_for_requester(
-    session: Session, requester_id: str, instance_id: str
-) -> AccessRequest | None:
+def pending_for_requester(session: Session, requester_id: str, instance_id: str) -> AccessRequest | None:
     return session.scalars(
         select(AccessRequest).where(
             AccessRequest.requester_id == requester_id,

@@ -179,9 +179,7 @@ def load(db: Database, *, rows: int, grants: int, seed: int = 1) -> None:
             conn.exec_driver_sql("ANALYZE")
 
 
-def _insert_grants(
-    conn: Any, tables: list[type[Any]], chunk: list[tuple[dict[str, Any], ...]]
-) -> None:
+def _insert_grants(conn: Any, tables: list[type[Any]], chunk: list[tuple[dict[str, Any], ...]]) -> None:
     if chunk:
         for index, table in enumerate(tables):
             conn.execute(insert(table), [triple[index] for triple in chunk])

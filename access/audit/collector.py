@@ -35,9 +35,7 @@ log = logging.getLogger(__name__)
 EICE_SOURCE = "ec2-instance-connect.amazonaws.com"
 IAM_SOURCE = "iam.amazonaws.com"
 IAM_REGION = "us-east-1"
-POLICY_EVENTS = frozenset(
-    {"PutRolePolicy", "DeleteRolePolicy", "PutUserPolicy", "DeleteUserPolicy"}
-)
+POLICY_EVENTS = frozenset({"PutRolePolicy", "DeleteRolePolicy", "PutUserPolicy", "DeleteUserPolicy"})
 GRANT_POLICY_PREFIX = "eice-grant-"
 
 
@@ -207,20 +205,14 @@ class CloudTrailCollector:
             return
         ids = {e.event_id for e in events}
         known = set(
-            session.scalars(
-                select(CloudTrailEvent.event_id).where(CloudTrailEvent.event_id.in_(ids))
-            )
+            session.scalars(select(CloudTrailEvent.event_id).where(CloudTrailEvent.event_id.in_(ids)))
         )
         fresh = {e.event_id: e for e in events if e.event_id not in known}
         if not fresh:
             return
         now = self.rt.clock.now()
         eice = [e for e in fresh.values() if e.event_source == EICE_SOURCE]
-        iam = [
-            e
-            for e in fresh.values()
-            if e.event_source == IAM_SOURCE and e.event_name in POLICY_EVENTS
-        ]
+        iam = [e for e in fresh.values() if e.event_source == IAM_SOURCE and e.event_name in POLICY_EVENTS]
         grants = self._candidate_grants(session, eice)
         for event in sorted(eice, key=lambda e: (e.event_time, e.event_id)):
             self._store_eice(session, event, grants, now, report)

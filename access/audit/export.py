@@ -90,9 +90,7 @@ def to_table(results: Sequence[GrantAudit], out_of_band: Sequence[Connection] = 
             f"({r.principal_arn})  {r.status}{flags}"
         )
         end = f"  revoked {_t(r.revoked_at)}" if r.revoked_at else ""
-        lines.append(
-            f"    window {_t(r.starts_at)} .. {_t(r.expires_at)}{end}  approved by {approved}"
-        )
+        lines.append(f"    window {_t(r.starts_at)} .. {_t(r.expires_at)}{end}  approved by {approved}")
         if not r.connections:
             lines.append("    no connections seen")
         for c in r.connections:

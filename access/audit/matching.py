@@ -81,9 +81,7 @@ def parse_event(event: dict[str, Any]) -> ParsedEvent:
         event_time=_event_time(event, record),
         region=str(record.get("awsRegion") or ""),
         account_id=str(
-            record.get("recipientAccountId")
-            or (record.get("userIdentity") or {}).get("accountId")
-            or ""
+            record.get("recipientAccountId") or (record.get("userIdentity") or {}).get("accountId") or ""
         )[:12],
         principal_arn=principal,
         session_arn=session,

@@ -124,9 +124,7 @@ def verify_chain(session: Session, *, expected_head: str | None = None) -> Verif
             )
         prev_hash, expected_seq = row.hash, row.seq + 1
     if expected_head is not None and expected_head != prev_hash:
-        return VerifyResult(
-            False, count, prev_hash, None, "the chain does not end at the witnessed head"
-        )
+        return VerifyResult(False, count, prev_hash, None, "the chain does not end at the witnessed head")
     return VerifyResult(True, count, prev_hash)
 
 

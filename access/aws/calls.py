@@ -88,9 +88,7 @@ class AwsClients:
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = self._session.client(
-                    service, region_name=region, config=BOTO_CONFIG
-                )
+                self._clients[key] = self._session.client(service, region_name=region, config=BOTO_CONFIG)  # type: ignore[call-overload]
             return self._clients[key]
 
     def ec2(self, region: str) -> Any:

@@ -126,9 +126,7 @@ def find_instance(clients: AwsClients, regions: Sequence[str], ref: str) -> Inst
         raise NotFound(f"no instance named {ref!r} in {', '.join(regions)}")
     if len(matches) > 1:
         listed = ", ".join(f"{m.instance_id} ({m.region})" for m in matches[:10])
-        raise Ambiguous(
-            f"{len(matches)} instances are named {ref!r}: {listed}; use the instance ID"
-        )
+        raise Ambiguous(f"{len(matches)} instances are named {ref!r}: {listed}; use the instance ID")
     return matches[0]
 
 
@@ -171,9 +169,7 @@ def choose_endpoint(instance: InstanceInfo, endpoints: Sequence[EndpointInfo]) -
     Raises:
         NotFound: no usable endpoint (the message says what exists and in which state).
     """
-    usable = [
-        e for e in endpoints if e.state in USABLE_ENDPOINT_STATES and e.vpc_id == instance.vpc_id
-    ]
+    usable = [e for e in endpoints if e.state in USABLE_ENDPOINT_STATES and e.vpc_id == instance.vpc_id]
     same_subnet = [e for e in usable if e.subnet_id == instance.subnet_id]
     if same_subnet or usable:
         return (same_subnet or usable)[0]

@@ -49,14 +49,13 @@ class IamPolicies:
         body = json.dumps(document, separators=(",", ":"))
         iam = self._iam()
         if p.kind == "role":
-            call = lambda: iam.put_role_policy(
-                RoleName=p.name, PolicyName=name, PolicyDocument=body
-            )
+            put, key = iam.put_role_policy, "RoleName"
         else:
-            call = lambda: iam.put_user_policy(
-                UserName=p.name, PolicyName=name, PolicyDocument=body
-            )
-        response = with_retries(call, attempts=self.attempts)
+            put, key = iam.put_user_policy, "UserName"
+        response = with_retries(
+            lambda: put(**{key: p.name, "PolicyName": name, "PolicyDocument": body}),
+            attempts=self.attempts,
+        )
         return str(response.get("ResponseMetadata", {}).get("RequestId", ""))
 
     def delete(self, principal_arn: str, name: str) -> str | None:
@@ -64,11 +63,13 @@ class IamPolicies:
         p = parse_principal(principal_arn)
         iam = self._iam()
         if p.kind == "role":
-            call = lambda: iam.delete_role_policy(RoleName=p.name, PolicyName=name)  # noqa: E731
+            delete, key = iam.delete_role_policy, "RoleName"
         else:
-            call = lambda: iam.delete_user_policy(UserName=p.name, PolicyName=name)  # noqa: E731
+            delete, key = iam.delete_user_policy, "UserName"
         try:
-            response = with_retries(call, attempts=self.attempts)
+            response = with_retries(
+                lambda: delete(**{key: p.name, "PolicyName": name}), attempts=self.attempts
+            )
         except Exception as exc:
             if error_code(exc) == "NoSuchEntity":
                 return None
@@ -86,7 +87,7 @@ class IamPolicies:
             if marker:
                 args["Marker"] = marker
             lister = iam.list_role_policies if p.kind == "role" else iam.list_user_policies
-            page = with_retries(lambda a=args: lister(**a), attempts=self.attempts)  # type: ignore[misc]
+            page = with_retries(lambda a=args, f=lister: f(**a), attempts=self.attempts)  # type: ignore[misc]
             names += page.get("PolicyNames", [])
             if not page.get("IsTruncated"):
                 return names
@@ -101,13 +102,9 @@ class IamPolicies:
         iam = self._iam()
         try:
             if p.kind == "role":
-                response = with_retries(
-                    lambda: iam.get_role_policy(RoleName=p.name, PolicyName=name)
-                )
+                response = with_retries(lambda: iam.get_role_policy(RoleName=p.name, PolicyName=name))
             else:
-                response = with_retries(
-                    lambda: iam.get_user_policy(UserName=p.name, PolicyName=name)
-                )
+                response = with_retries(lambda: iam.get_user_policy(UserName=p.name, PolicyName=name))
         except Exception as exc:
             if error_code(exc) == "NoSuchEntity":
                 return None

@@ -70,13 +70,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
             strays = []
             if not args.grant and (args.instance or not args.user):
-                strays = out_of_band_events(
-                    session, since=since, instance_id=args.instance, limit=args.limit
-                )
+                strays = out_of_band_events(session, since=since, instance_id=args.instance, limit=args.limit)
             elif args.user and args.user.startswith("arn:"):
-                strays = out_of_band_events(
-                    session, since=since, principal_arn=args.user, limit=args.limit
-                )
+                strays = out_of_band_events(session, since=since, principal_arn=args.user, limit=args.limit)
     finally:
         db.dispose()
     if args.format == "json":

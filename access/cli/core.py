@@ -39,9 +39,7 @@ def register(subparsers: Any) -> None:
         default=300,
         help="seconds a tunnel may outlive the grant (default 300)",
     )
-    p.add_argument(
-        "--principal-arn", help="check the size against this role's or user's inline-policy limit"
-    )
+    p.add_argument("--principal-arn", help="check the size against this role's or user's inline-policy limit")
     p.set_defaults(func=cmd_policy)
 
     p = subparsers.add_parser(
@@ -50,13 +48,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-reconcile", action="store_true", help="only reap")
     p.set_defaults(func=cmd_tick)
 
-    p = subparsers.add_parser(
-        "close-grant", help="admin: close a grant IAM refuses to revoke, with a reason"
-    )
+    p = subparsers.add_parser("close-grant", help="admin: close a grant IAM refuses to revoke, with a reason")
     p.add_argument("grant_id")
-    p.add_argument(
-        "--admin", required=True, help="your Slack user ID (must be in [defaults].admins)"
-    )
+    p.add_argument("--admin", required=True, help="your Slack user ID (must be in [defaults].admins)")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_close_grant)
 
@@ -141,9 +135,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     from access.runtime import Runtime
     from access.scheduler.tick import tick
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         rt = Runtime.from_settings()
     except AccessError as exc:
@@ -160,9 +152,7 @@ def cmd_close_grant(args: argparse.Namespace) -> int:
     try:
         rt = Runtime.from_settings()
         with rt.db.transaction() as session:
-            grant = close_unrevocable(
-                session, rt, args.grant_id, Actor(args.admin), reason=args.reason
-            )
+            grant = close_unrevocable(session, rt, args.grant_id, Actor(args.admin), reason=args.reason)
             print(f"grant {grant.id} closed by {args.admin}: {args.reason}")
     except AccessError as exc:
         return fail(exc.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import signal
 import tempfile
@@ -21,7 +22,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--workdir", help="where to write eice.toml, the database and TLS files")
     p.add_argument("--tls", action="store_true", help="serve OpenTunnel over wss:// with a sandbox CA")
-    p.add_argument("--cloudtrail-delay", type=float, default=0.0, help="seconds before events show in LookupEvents")
+    p.add_argument(
+        "--cloudtrail-delay",
+        type=float,
+        default=0.0,
+        help="seconds before events show in LookupEvents",
+    )
     p.set_defaults(func=cmd_sandbox)
 
 
@@ -40,13 +46,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print("# For `eice ssh` as alice, use her role's credentials:")
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             print(f"#   {key}={shlex.quote(stack.user_env('alice')[key])}")
-        print(f"\n# Slack stand-in (transcript at {stack.slack.url}/transcript.txt), Ctrl-C to stop", flush=True)
+        print(
+            f"\n# Slack stand-in (transcript at {stack.slack.url}/transcript.txt), Ctrl-C to stop",
+            flush=True,
+        )
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     finally:
         stack.stop()
     return 0

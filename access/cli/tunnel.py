@@ -82,9 +82,7 @@ def _split_rest(args: argparse.Namespace) -> list[str]:
         options, command = rest[:index], rest[index + 1 :]
     else:
         options, command = rest, []
-    late = argparse.ArgumentParser(
-        prog="eice ssh", argument_default=argparse.SUPPRESS, add_help=False
-    )
+    late = argparse.ArgumentParser(prog="eice ssh", argument_default=argparse.SUPPRESS, add_help=False)
     _add_ssh_options(late)
     _, unknown = late.parse_known_args(options, namespace=args)
     if unknown and "--" in rest:
@@ -129,9 +127,7 @@ def tunnel_command(args: argparse.Namespace) -> int:
         if args.local_port is None:
             asyncio.run(run_stdio(settings))
         else:
-            asyncio.run(
-                serve_local_port(settings, args.local_port, max_connections=args.max_connections)
-            )
+            asyncio.run(serve_local_port(settings, args.local_port, max_connections=args.max_connections))
     except AccessError as exc:
         return _fail(exc.message)
     except ValueError as exc:

@@ -40,9 +40,7 @@ def _slack_ids(values: list[str], *, groups: bool) -> list[str]:
     for value in values:
         if SLACK_USER.match(value) or (groups and SLACK_GROUP.match(value)):
             continue
-        kind = (
-            "a Slack user ID (U...) or user-group ID (S...)" if groups else "a Slack user ID (U...)"
-        )
+        kind = "a Slack user ID (U...) or user-group ID (S...)" if groups else "a Slack user ID (U...)"
         raise ValueError(f"{value!r} is not {kind}")
     return values
 

@@ -79,9 +79,7 @@ def is_admin(actor: Actor, config: Config) -> bool:
     return actor.is_in(config.defaults.admins)
 
 
-def can_revoke(
-    actor: Actor, *, requester_id: str, approvers: Collection[str], config: Config
-) -> Verdict:
+def can_revoke(actor: Actor, *, requester_id: str, approvers: Collection[str], config: Config) -> Verdict:
     """The requester, an approver of the grant's rule, or an admin may end a grant early."""
     if actor.user_id == requester_id or actor.is_in(approvers) or is_admin(actor, config):
         return ALLOW

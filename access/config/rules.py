@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from access.config.model import Config, Rule
 
@@ -51,23 +52,23 @@ def effective_rule(config: Config, target: Target) -> EffectiveRule:
     d = config.defaults
     rule = next((r for r in config.rules if rule_matches(r, target)), None)
 
-    def pick(name: str) -> object:
+    def pick(name: str) -> Any:
         value = getattr(rule, name, None) if rule is not None else None
         return getattr(d, name) if value is None else value
 
     requesters = pick("requesters")
     return EffectiveRule(
         name=rule.name if rule else "defaults",
-        max_duration=pick("max_duration"),  # type: ignore[arg-type]
-        approval_timeout=pick("approval_timeout"),  # type: ignore[arg-type]
-        approvers=tuple(pick("approvers")),  # type: ignore[call-overload]
-        approvals_required=pick("approvals_required"),  # type: ignore[arg-type]
-        allow_self_approval=pick("allow_self_approval"),  # type: ignore[arg-type]
-        os_user=pick("os_user"),  # type: ignore[arg-type]
-        port=pick("port"),  # type: ignore[arg-type]
-        approvals_channel=pick("approvals_channel"),  # type: ignore[arg-type]
-        audit_channel=pick("audit_channel"),  # type: ignore[arg-type]
-        auto_approve=pick("auto_approve"),  # type: ignore[arg-type]
-        requesters=None if requesters is None else tuple(requesters),  # type: ignore[call-overload]
-        max_tunnel_overshoot=pick("max_tunnel_overshoot"),  # type: ignore[arg-type]
+        max_duration=pick("max_duration"),
+        approval_timeout=pick("approval_timeout"),
+        approvers=tuple(pick("approvers")),
+        approvals_required=pick("approvals_required"),
+        allow_self_approval=pick("allow_self_approval"),
+        os_user=pick("os_user"),
+        port=pick("port"),
+        approvals_channel=pick("approvals_channel"),
+        audit_channel=pick("audit_channel"),
+        auto_approve=pick("auto_approve"),
+        requesters=None if requesters is None else tuple(requesters),
+        max_tunnel_overshoot=pick("max_tunnel_overshoot"),
     )

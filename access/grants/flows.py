@@ -66,9 +66,7 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
     """Insert the grant row (status applying, claimed by this process) for an approved request."""
     from access.runtime import new_id
 
-    rule = effective_rule(
-        rt.config, Target(request.instance_tags, request.region, request.account_id)
-    )
+    rule = effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
     grant_id = new_id("g")
     starts = truncate_to_second(now)
     grant = Grant(
@@ -118,9 +116,7 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
     return grant
 
 
-def extend_in_place(
-    session: Session, rt: Runtime, request: AccessRequest, *, now: datetime
-) -> Grant:
+def extend_in_place(session: Session, rt: Runtime, request: AccessRequest, *, now: datetime) -> Grant:
     """An approved extension: a later expiry and a new document, re-put under the same name."""
     grant = session.get(Grant, request.extends_grant_id) if request.extends_grant_id else None
     if grant is None or grant.status not in service.LIVE or grant.expires_at <= now:
@@ -350,10 +346,7 @@ def _revoke_failed(rt: Runtime, grant_id: str, exc: Exception) -> str:
             "last_error": f"{code}: {exc}"[:2000],
             "next_attempt_at": now + timedelta(seconds=backoff_s(attempts)),
         }
-        overdue = (
-            grant.overdue_at is None
-            and (now - grant.expires_at).total_seconds() > rt.overdue_after_s
-        )
+        overdue = grant.overdue_at is None and (now - grant.expires_at).total_seconds() > rt.overdue_after_s
         if overdue:
             values["overdue_at"] = now
         service.release(session, grant_id, worker=rt.worker_id, **values)
@@ -432,9 +425,7 @@ def request_revoke(
     return grant
 
 
-def close_unrevocable(
-    session: Session, rt: Runtime, grant_id: str, actor: Actor, *, reason: str
-) -> Grant:
+def close_unrevocable(session: Session, rt: Runtime, grant_id: str, actor: Actor, *, reason: str) -> Grant:
     """An admin closes a grant IAM refuses to revoke (e.g. the role was deleted by hand)."""
     from access.config.permissions import is_admin
 

@@ -43,10 +43,7 @@ class GrantScope:
 
     @property
     def endpoint_arn(self) -> str:
-        return (
-            f"arn:aws:ec2:{self.region}:{self.account_id}:instance-connect-endpoint/"
-            f"{self.endpoint_id}"
-        )
+        return f"arn:aws:ec2:{self.region}:{self.account_id}:instance-connect-endpoint/{self.endpoint_id}"
 
     @property
     def instance_arn(self) -> str:
@@ -117,9 +114,7 @@ def grant_policy(scope: GrantScope) -> dict[str, Any]:
             "Condition": {
                 "NumericEquals": {"ec2-instance-connect:remotePort": str(scope.port)},
                 "IpAddress": ip,
-                "NumericLessThanEquals": {
-                    "ec2-instance-connect:maxTunnelDuration": str(slices[0][2])
-                },
+                "NumericLessThanEquals": {"ec2-instance-connect:maxTunnelDuration": str(slices[0][2])},
                 **window,
             },
         }

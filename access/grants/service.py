@@ -51,9 +51,7 @@ def active_for_requester(session: Session, requester_id: str) -> Sequence[Grant]
 
 
 def live_grants(session: Session) -> Sequence[Grant]:
-    return session.scalars(
-        select(Grant).where(Grant.status.in_(LIVE)).order_by(Grant.expires_at)
-    ).all()
+    return session.scalars(select(Grant).where(Grant.status.in_(LIVE)).order_by(Grant.expires_at)).all()
 
 
 def principals_ever_granted(session: Session) -> list[str]:
@@ -76,9 +74,7 @@ def due_condition(now: datetime) -> Any:
     )
 
 
-def claim_due(
-    session: Session, *, worker: str, now: datetime, lease_s: float, limit: int
-) -> list[Grant]:
+def claim_due(session: Session, *, worker: str, now: datetime, lease_s: float, limit: int) -> list[Grant]:
     """Atomically claim up to `limit` due grants, the most overdue first.
 
     PostgreSQL: `FOR UPDATE SKIP LOCKED` so replicas take disjoint batches. SQLite:

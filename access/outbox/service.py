@@ -59,9 +59,7 @@ def claim(
         .values(claimed_by=worker, claim_expires_at=now + timedelta(seconds=lease_s))
     )
     return list(
-        session.scalars(
-            select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
-        )
+        session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id))
     )
 
 

@@ -35,9 +35,7 @@ DISTROS = (
 # AMIs known to ship the ec2-instance-connect package.
 INSTANCE_CONNECT_AMIS = (
     re.compile(r"amzn2-|al2023-|amazon linux (2|2023)\b", re.I),
-    re.compile(
-        r"ubuntu.*\b(2[0-9]|[3-9][0-9])\.(04|10)\b|ubuntu.*\b(focal|jammy|noble|oracular)\b", re.I
-    ),
+    re.compile(r"ubuntu.*\b(2[0-9]|[3-9][0-9])\.(04|10)\b|ubuntu.*\b(focal|jammy|noble|oracular)\b", re.I),
 )
 
 

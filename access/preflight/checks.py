@@ -107,9 +107,7 @@ def endpoint_state(
     )
     others = len([e for e in endpoints if e.vpc_id == instance.vpc_id]) - 1
     extra = f"; {others} other endpoint(s) in the VPC" if others > 0 else ""
-    return ok(
-        name, f"{eid} is {endpoint.state} {where}, client IP preservation {preservation}{extra}"
-    )
+    return ok(name, f"{eid} is {endpoint.state} {where}, client IP preservation {preservation}{extra}")
 
 
 def _family(instance_type: str) -> str:
@@ -141,8 +139,7 @@ def client_ip_preservation(instance: InstanceInfo, endpoint: EndpointInfo) -> Ch
     if endpoint_ip_type(endpoint) != "ipv4":
         return warning(
             name,
-            f"client IP preservation is IPv4 only; {endpoint.endpoint_id} is "
-            f"{endpoint_ip_type(endpoint)}",
+            f"client IP preservation is IPv4 only; {endpoint.endpoint_id} is {endpoint_ip_type(endpoint)}",
         )
     return ok(name, f"on, and {instance.instance_type} supports it")
 

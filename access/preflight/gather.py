@@ -110,17 +110,13 @@ def gather(
         )
     if principal_arn:
         if iam.exists(principal_arn):
-            facts.principal = PrincipalFacts(
-                principal_arn, True, iam.inline_size_used(principal_arn)
-            )
+            facts.principal = PrincipalFacts(principal_arn, True, iam.inline_size_used(principal_arn))
         else:
             facts.principal = PrincipalFacts(principal_arn, False)
     return facts
 
 
-def candidate_endpoint(
-    instance: InstanceInfo, endpoints: Sequence[EndpointInfo]
-) -> EndpointInfo | None:
+def candidate_endpoint(instance: InstanceInfo, endpoints: Sequence[EndpointInfo]) -> EndpointInfo | None:
     """The endpoint a tunnel would use: usable first, same subnet first; else any in the VPC.
 
     An unusable one is still returned so the network checks can say what else would fail.

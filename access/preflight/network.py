@@ -92,9 +92,7 @@ def endpoint_egress(path: Path) -> Check:
                     return ok(name, f"endpoint SG {group_id} allows outbound {port} to {cidr}")
     group_id = path.endpoint.security_group_ids[0]
     to = path.instance.security_group_ids[0] if path.instance.security_group_ids else None
-    destination = (
-        f"UserIdGroupPairs=[{{GroupId={to}}}]" if to else f"IpRanges=[{{CidrIp={target}}}]"
-    )
+    destination = f"UserIdGroupPairs=[{{GroupId={to}}}]" if to else f"IpRanges=[{{CidrIp={target}}}]"
     return failure(
         name,
         f"endpoint SG {group_id} has no outbound {port} to the instance "
@@ -253,9 +251,7 @@ def subnet_acl(
             if verdict.rule_number == DEFAULT_RULE
             else f"rule {verdict.rule_number} (deny)"
         )
-        number = _free_rule_number(
-            entries, egress=egress, below=verdict.rule_number or DEFAULT_RULE
-        )
+        number = _free_rule_number(entries, egress=egress, below=verdict.rule_number or DEFAULT_RULE)
         return failure(
             name,
             f"NACL {acl_id} of {subnet_id} blocks {direction} tcp {span} "

@@ -59,12 +59,8 @@ class GrantClock:
         self.rt.on_expiry_known = self.watch
         self._thread = threading.Thread(target=self._loop, name="eice-reaper", daemon=True)
         self._thread.start()
-        self.scheduler.add_job(
-            self.wake, "interval", seconds=self.rt.reaper_interval_s, id="reaper"
-        )
-        self.scheduler.add_job(
-            self._reconcile, "interval", seconds=self.reconcile_every_s, id="reconciler"
-        )
+        self.scheduler.add_job(self.wake, "interval", seconds=self.rt.reaper_interval_s, id="reaper")
+        self.scheduler.add_job(self._reconcile, "interval", seconds=self.reconcile_every_s, id="reconciler")
         for name, (every_s, func) in self.extra_ticks.items():
             self.scheduler.add_job(self._guard(name, func), "interval", seconds=every_s, id=name)
         self.scheduler.start()

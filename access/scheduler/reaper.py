@@ -53,9 +53,7 @@ def reap(
     with rt.db.transaction() as session:
         report.expired_requests = len(expire_timed_out(session, rt))
     own_pool = pool is None
-    executor = pool or ThreadPoolExecutor(
-        max_workers=rt.revoke_workers, thread_name_prefix="eice-reaper"
-    )
+    executor = pool or ThreadPoolExecutor(max_workers=rt.revoke_workers, thread_name_prefix="eice-reaper")
     try:
         for _ in range(max_rounds):
             now = rt.clock.now()
@@ -68,9 +66,7 @@ def reap(
                 stubs = {g.id: g for g in claimed}
             if not work:
                 break
-            results = list(
-                executor.map(lambda item: (item[0], _safe_finish(rt, stubs[item[0]])), work)
-            )
+            results = list(executor.map(lambda item, s=stubs: (item[0], _safe_finish(rt, s[item[0]])), work))
             for grant_id, status in results:
                 report.statuses[grant_id] = status
                 if status in (GrantStatus.REVOKED, GrantStatus.FAILED):
@@ -114,9 +110,7 @@ def flag_overdue_grants(rt: Runtime) -> int:
         ).all()
         for grant in rows:
             won = session.execute(
-                update(Grant)
-                .where(Grant.id == grant.id, Grant.overdue_at.is_(None))
-                .values(overdue_at=now)
+                update(Grant).where(Grant.id == grant.id, Grant.overdue_at.is_(None)).values(overdue_at=now)
             ).rowcount  # type: ignore[attr-defined]
             if won:
                 flag_overdue(session, grant, now=now, error=grant.last_error or "not revoked yet")
@@ -142,9 +136,7 @@ def queue_reminders(rt: Runtime) -> int:
         ).all()
         for grant in rows:
             won = session.execute(
-                update(Grant)
-                .where(Grant.id == grant.id, Grant.reminded_at.is_(None))
-                .values(reminded_at=now)
+                update(Grant).where(Grant.id == grant.id, Grant.reminded_at.is_(None)).values(reminded_at=now)
             ).rowcount  # type: ignore[attr-defined]
             if won:
                 enqueue(

@@ -60,11 +60,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
                 continue
             _delete_orphan(rt, principal, name, grant, report)
         for name, grant in grants.items():
-            if (
-                grant.status == GrantStatus.ACTIVE
-                and grant.applied_version > 0
-                and name not in names
-            ):
+            if grant.status == GrantStatus.ACTIVE and grant.applied_version > 0 and name not in names:
                 _flag_drift(rt, grant, report)
     return report
 

@@ -103,9 +103,7 @@ async def open_tunnel(settings: TunnelSettings) -> ClientConnection:
         raise _refusal(exc) from None
     except (InvalidHandshake, OSError, TimeoutError, ssl.SSLError) as exc:
         where = settings.target.dns_name
-        raise TunnelError(
-            f"could not open a tunnel through {where}: {exc or type(exc).__name__}"
-        ) from None
+        raise TunnelError(f"could not open a tunnel through {where}: {exc or type(exc).__name__}") from None
 
 
 async def pump(ws: ClientConnection, read: Read, write: Write) -> None:

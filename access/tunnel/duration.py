@@ -11,9 +11,7 @@ from access.errors import InvalidInput
 MAX_TUNNEL_S = 3600
 
 
-def max_tunnel_duration(
-    *, expires_at: datetime | None, seconds: int | None, now: datetime
-) -> int | None:
+def max_tunnel_duration(*, expires_at: datetime | None, seconds: int | None, now: datetime) -> int | None:
     """The value to send, or None to leave it out (EICE then uses 3600).
 
     From an expiry it is the whole seconds left, capped at 3600: the grant policy allows

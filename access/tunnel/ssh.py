@@ -49,9 +49,7 @@ def push_key(session: Any, instance_id: str, os_user: str, public_key: str) -> N
     """SendSSHPublicKey: the key is honoured for 60 seconds."""
     client = session.client("ec2-instance-connect")
     try:
-        client.send_ssh_public_key(
-            InstanceId=instance_id, InstanceOSUser=os_user, SSHPublicKey=public_key
-        )
+        client.send_ssh_public_key(InstanceId=instance_id, InstanceOSUser=os_user, SSHPublicKey=public_key)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise TunnelError(

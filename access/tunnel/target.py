@@ -38,9 +38,7 @@ def _instance(ec2: Any, instance: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-def choose_endpoint(
-    endpoints: list[dict[str, Any]], subnet_id: str | None
-) -> dict[str, Any] | None:
+def choose_endpoint(endpoints: list[dict[str, Any]], subnet_id: str | None) -> dict[str, Any] | None:
     """An endpoint in the instance's subnet if there is one, else any usable one in its VPC."""
     usable = [e for e in endpoints if e.get("State") in USABLE_STATES]
     in_subnet = [e for e in usable if e.get("SubnetId") == subnet_id]

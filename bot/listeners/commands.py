@@ -87,9 +87,7 @@ def default_router() -> Router:
     )
     router.add(Subcommand("list", parse_no_args, run_list, lambda _: None))
     router.add(Subcommand("pending", parse_no_args, run_pending, lambda _: None))
-    router.add(
-        Subcommand("revoke", parse_revoke, run_revoke, lambda c: f"Revoking `{c.grant_id}`…")
-    )
+    router.add(Subcommand("revoke", parse_revoke, run_revoke, lambda c: f"Revoking `{c.grant_id}`…"))
     router.add(
         Subcommand(
             "extend",
@@ -99,7 +97,8 @@ def default_router() -> Router:
         )
     )
     router.add(Subcommand("link", parse_link, run_link, lambda _: None))
-    for name in ("audit", "doctor"):
+    router.add(Subcommand("doctor", parse_doctor, run_doctor, lambda c: f"Checking `{c[0]}`…"))
+    for name in ("audit",):
         router.add(
             Subcommand(
                 name,
@@ -130,6 +129,11 @@ def run_request(inv: Invocation, cmd: RequestCommand) -> None:
         ),
     )
     request = outcome.request
+    if isinstance(request.preflight, dict) and request.preflight.get("status") == "failure":
+        inv.say(
+            f":x: Pre-flight: {request.preflight.get('verdict')}. The approvers see this on the "
+            "card; `/eice doctor` shows the fix."
+        )
     if outcome.grant_id:
         how = "break-glass" if request.break_glass else "the rule (auto-approve)"
         inv.say(f"Approved by {how}: grant `{outcome.grant_id}`. Your commands are in a DM.")
@@ -157,8 +161,7 @@ def waiting_on(inv_bot: Bot, user_id: str) -> list[Any]:
     return [
         r
         for r in pending
-        if admin
-        or (r.requester_id != user_id and actor.is_in(requests.current_rule(rt, r).approvers))
+        if admin or (r.requester_id != user_id and actor.is_in(requests.current_rule(rt, r).approvers))
     ]
 
 
@@ -201,3 +204,57 @@ def run_link(inv: Invocation, cmd: LinkCommand) -> None:
             detail={"user": cmd.user_id, "principal": cmd.principal_arn},
         )
     inv.say(f"<@{cmd.user_id}> now acts as `{cmd.principal_arn}`.")
+
+
+def parse_doctor(words: list[str]) -> tuple[str, int, str | None]:
+    """`/eice doctor <instance> [--port N] [--user NAME]` (pure; runs before the ack)."""
+    if not words:
+        raise UsageError("usage: `/eice doctor <instance-id | Name> [--port N] [--user NAME]`")
+    ref, port, user = words[0], 22, None
+    rest = words[1:]
+    while rest:
+        flag = rest.pop(0)
+        if flag in ("--port", "--user") and rest:
+            value = rest.pop(0)
+            if flag == "--port":
+                if not value.isdigit() or not 1 <= int(value) <= 65535:
+                    raise UsageError(f"--port {value[:10]!r} is not a port number")
+                port = int(value)
+            else:
+                user = value
+        else:
+            raise UsageError(
+                f"unexpected {flag[:30]!r}; usage: `/eice doctor <instance> [--port N] [--user NAME]`"
+            )
+    return ref, port, user
+
+
+def run_doctor(inv: Invocation, cmd: tuple[str, int, str | None]) -> None:
+    from access.config.rules import Target, effective_rule
+    from access.preflight import run_preflight
+    from access.principals.service import resolve_principal
+    from bot.preflight_blocks import preflight_text
+
+    rt = inv.bot.rt
+    ref, port, user = cmd
+    principal = None
+    profile = inv.bot.directory.profile(inv.user_id)
+    try:
+        with rt.db.transaction() as session:
+            principal = resolve_principal(
+                session, rt.config, user_id=inv.user_id, email=profile.email, account_id=""
+            )
+    except Exception:
+        principal = None
+    overshoot = int(effective_rule(rt.config, Target({}, "", "")).max_tunnel_overshoot.total_seconds())
+    report = run_preflight(
+        rt.clients,
+        rt.regions,
+        ref,
+        port=port,
+        os_user=user or rt.config.defaults.os_user,
+        principal_arn=principal,
+        iam=rt.iam,
+        overshoot_s=overshoot,
+    )
+    inv.say(preflight_text(report.to_dict()))

@@ -45,9 +45,7 @@ def cancel(bot: Bot, actor: Actor, request_id: str) -> str:
 
 
 def revoke(bot: Bot, actor: Actor, grant_id: str) -> str:
-    status = workflows.revoke_now(
-        bot.rt, grant_id, actor, reason=f"revoked early by {actor.user_id}"
-    )
+    status = workflows.revoke_now(bot.rt, grant_id, actor, reason=f"revoked early by {actor.user_id}")
     if status == "revoked":
         return f"Grant `{grant_id}` revoked."
     return f"Grant `{grant_id}` is {status}; revocation will be retried."

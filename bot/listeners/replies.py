@@ -36,9 +36,7 @@ def reply(bot: Bot, body: dict[str, Any], text: str) -> None:
     url = body.get("response_url")
     try:
         if url:
-            WebhookClient(url, timeout=10).send(
-                text=text, response_type="ephemeral", replace_original=False
-            )
+            WebhookClient(url, timeout=10).send(text=text, response_type="ephemeral", replace_original=False)
         else:
             bot.client.chat_postMessage(channel=user_of(body), text=text)
     except Exception as exc:  # the answer is lost; the action itself already happened

@@ -26,9 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    sandbox = AwsSandbox(
-        port=args.port, region=args.region, cloudtrail_delay_s=args.cloudtrail_delay
-    ).start()
+    sandbox = AwsSandbox(port=args.port, region=args.region, cloudtrail_delay_s=args.cloudtrail_delay).start()
     try:
         ready: dict = {"url": sandbox.url, "env": sandbox.env()}
         if args.seed:

@@ -162,9 +162,7 @@ def _validate(body: dict) -> tuple[str, str] | None:
         )
     max_results = body.get("MaxResults", MAX_PAGE)
     if not isinstance(max_results, int) or not 1 <= max_results <= MAX_PAGE:
-        raise CloudTrailError(
-            "InvalidMaxResultsException", "MaxResults must be a value between 1 and 50."
-        )
+        raise CloudTrailError("InvalidMaxResultsException", "MaxResults must be a value between 1 and 50.")
     if not attributes:
         return None
     key = attributes[0].get("AttributeKey")
@@ -180,9 +178,7 @@ def lookup_events(events: EventLog, body: dict, region: str) -> dict[str, Any]:
     attribute = _validate(body)
     start, end = _time(body, "StartTime"), _time(body, "EndTime")
     if start and end and start > end:
-        raise CloudTrailError(
-            "InvalidTimeRangeException", "Start time must be earlier than end time."
-        )
+        raise CloudTrailError("InvalidTimeRangeException", "Start time must be earlier than end time.")
     query = _query_hash(body, region)
     records = [r for r in events.visible() if r.get("awsRegion") == region]
     if start:

@@ -37,9 +37,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "ec2-instance-connect"
 EVENT_SOURCE = "ec2-instance-connect.amazonaws.com"
-USABLE_STATES = frozenset(
-    {"create-complete", "update-in-progress", "update-complete", "update-failed"}
-)
+USABLE_STATES = frozenset({"create-complete", "update-in-progress", "update-complete", "update-failed"})
 TUNNELS_PER_ENDPOINT = 20
 MAX_TUNNEL_DURATION_S = 3600
 READ_SIZE = 65000  # bytes per frame towards the client, as EICE clients expect
@@ -173,9 +171,7 @@ class TunnelServer:
             )
         audit.endpoint_arn = endpoint.arn
         if endpoint.state not in USABLE_STATES:
-            return audit.refuse(
-                Refusal(409, "IncorrectState", f"Endpoint {endpoint_id} is {endpoint.state}")
-            )
+            return audit.refuse(Refusal(409, "IncorrectState", f"Endpoint {endpoint_id} is {endpoint.state}"))
         now = datetime.now(UTC)
         context: dict[str, str | list[str]] = {
             "ec2-instance-connect:remotePort": str(remote_port),
@@ -309,9 +305,7 @@ def _operation(params: dict[str, str]) -> tuple[str, int, str, int] | Refusal:
     if not 1 <= port <= 65535:
         return Refusal(400, "InvalidParameter", "remotePort must be 1..65535.")
     if not 1 <= duration <= MAX_TUNNEL_DURATION_S:
-        return Refusal(
-            400, "InvalidParameter", f"maxTunnelDuration must be 1..{MAX_TUNNEL_DURATION_S}."
-        )
+        return Refusal(400, "InvalidParameter", f"maxTunnelDuration must be 1..{MAX_TUNNEL_DURATION_S}.")
     return endpoint_id, port, ip, duration
 
 
@@ -424,9 +418,7 @@ def _server_context(tls_dir: Path, host: str) -> tuple[ssl.SSLContext, Path]:
         .not_valid_after(now + timedelta(days=2))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_path = tls_dir / "ca.pem"

@@ -113,8 +113,7 @@ class EndpointStore:
         if self.tunnel_address:
             return self.tunnel_address
         return (
-            f"{endpoint.id}.{endpoint.dns_hash}.ec2-instance-connect-endpoint."
-            f"{endpoint.region}.amazonaws.com"
+            f"{endpoint.id}.{endpoint.dns_hash}.ec2-instance-connect-endpoint.{endpoint.region}.amazonaws.com"
         )
 
     def fips_dns_name(self, endpoint: InstanceConnectEndpoint) -> str:
@@ -185,9 +184,7 @@ def _matches(endpoint: InstanceConnectEndpoint, name: str, values: list[str]) ->
 
 def _xml_endpoint(store: EndpointStore, e: InstanceConnectEndpoint, tag: str) -> str:
     items = "".join
-    created = (
-        e.created_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{e.created_at.microsecond // 1000:03d}Z"
-    )
+    created = e.created_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{e.created_at.microsecond // 1000:03d}Z"
     return (
         f"<{tag}>"
         f"<ownerId>{e.owner_id}</ownerId>"
@@ -210,10 +207,7 @@ def _xml_endpoint(store: EndpointStore, e: InstanceConnectEndpoint, tag: str) ->
         f"{items(f'<item>{g}</item>' for g in e.security_group_ids)}"
         "</securityGroupIdSet>"
         "<tagSet>"
-        + items(
-            f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>"
-            for k, v in e.tags.items()
-        )
+        + items(f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>" for k, v in e.tags.items())
         + "</tagSet>"
         "<ipAddressType>ipv4</ipAddressType>"
         f"</{tag}>"
@@ -252,9 +246,7 @@ def _create(store: EndpointStore, params: Params, region: str, account_id: str) 
     try:
         subnet = backend.get_subnet(subnet_id)
     except Exception as exc:
-        raise Ec2Error(
-            "InvalidSubnetID.NotFound", f"The subnet ID '{subnet_id}' does not exist"
-        ) from exc
+        raise Ec2Error("InvalidSubnetID.NotFound", f"The subnet ID '{subnet_id}' does not exist") from exc
     if any(e.vpc_id == subnet.vpc_id for e in store.all(region)):
         raise Ec2Error(
             VPC_LIMIT_ERROR,
@@ -264,9 +256,7 @@ def _create(store: EndpointStore, params: Params, region: str, account_id: str) 
     for group_id in groups:
         group = backend.get_security_group_from_id(group_id)
         if group is None or group.vpc_id != subnet.vpc_id:
-            raise Ec2Error(
-                "InvalidGroup.NotFound", f"The security group '{group_id}' does not exist"
-            )
+            raise Ec2Error("InvalidGroup.NotFound", f"The security group '{group_id}' does not exist")
     if not groups:
         default = backend.get_security_group_from_name("default", subnet.vpc_id)
         groups = [default.id] if default is not None else []

@@ -33,8 +33,7 @@ class CallCounters:
         return {
             "counts": dict(self.counts),
             "lookup_events_calls": [
-                {"at": c.at, "region": c.region, "accepted": c.accepted}
-                for c in self.lookup_events_calls
+                {"at": c.at, "region": c.region, "accepted": c.accepted} for c in self.lookup_events_calls
             ],
         }
 

@@ -263,9 +263,7 @@ def _conditions_hold(conditions: dict[str, Any], ctx: Context) -> bool | None:
     return True
 
 
-def _condition_holds(
-    operator: str, key: str, policy_values: list[str], ctx: Context
-) -> bool | None:
+def _condition_holds(operator: str, key: str, policy_values: list[str], ctx: Context) -> bool | None:
     qualifier, _, name = operator.rpartition(":")
     qualifier = qualifier.lower()
     name = name.lower()

@@ -40,9 +40,7 @@ class PushedKeys:
         self._lock = threading.Lock()
         self._keys: list[PushedKey] = []
 
-    def add(
-        self, instance_id: str, os_user: str, public_key: str, at: datetime | None = None
-    ) -> None:
+    def add(self, instance_id: str, os_user: str, public_key: str, at: datetime | None = None) -> None:
         with self._lock:
             self._keys.append(PushedKey(instance_id, os_user, public_key, at or datetime.now(UTC)))
 
@@ -51,11 +49,7 @@ class PushedKeys:
         at = now or datetime.now(UTC)
         with self._lock:
             self._keys = [k for k in self._keys if at - k.pushed_at <= self.validity]
-            return [
-                k.public_key
-                for k in self._keys
-                if k.instance_id == instance_id and k.os_user == os_user
-            ]
+            return [k.public_key for k in self._keys if k.instance_id == instance_id and k.os_user == os_user]
 
 
 def find_instance(instance_id: str, region: str | None = None) -> Any | None:
@@ -99,9 +93,7 @@ class InstanceConnectService:
         except ValueError:
             request = None
         if not isinstance(request, dict):
-            return _answer(
-                400, {"__type": "SerializationException", "message": "Bad JSON"}, request_id
-            )
+            return _answer(400, {"__type": "SerializationException", "message": "Bad JSON"}, request_id)
         instance_id = str(request.get("InstanceId", ""))
         os_user = str(request.get("InstanceOSUser", ""))
         public_key = str(request.get("SSHPublicKey", ""))
@@ -184,8 +176,6 @@ def _invalid(instance_id: str, os_user: str, public_key: str) -> str | None:
     return None
 
 
-def _answer(
-    status: int, body: dict[str, Any], request_id: str
-) -> tuple[int, dict[str, str], bytes]:
+def _answer(status: int, body: dict[str, Any], request_id: str) -> tuple[int, dict[str, str], bytes]:
     headers = {"Content-Type": _JSON, "x-amzn-RequestId": request_id}
     return status, headers, json.dumps(body).encode()

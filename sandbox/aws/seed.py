@@ -90,16 +90,12 @@ def _trust_policy(account_id: str) -> str:
 
 
 def _tags(resource_type: str, **tags: str) -> list[dict[str, Any]]:
-    return [
-        {"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-    ]
+    return [{"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
 
 def _network(ec2: Any, estate: Estate, key: str) -> None:
     cidr, name = VPCS[key]
-    vpc_id = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=_tags("vpc", Name=name))["Vpc"][
-        "VpcId"
-    ]
+    vpc_id = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=_tags("vpc", Name=name))["Vpc"]["VpcId"]
     base = cidr.split(".")[:2]
     zones = ("a", "b")
     subnets = [
@@ -119,9 +115,7 @@ def _network(ec2: Any, estate: Estate, key: str) -> None:
     )["GroupId"]
     ec2.authorize_security_group_egress(
         GroupId=endpoint_sg,
-        IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr}]}
-        ],
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr}]}],
     )
     ec2.authorize_security_group_ingress(
         GroupId=instance_sg,

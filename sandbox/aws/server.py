@@ -262,9 +262,7 @@ class SandboxApp:
         )
         self.sandbox.events.record(record)
 
-    def _get_session_token(
-        self, key: str, params: dict[str, list[str]]
-    ) -> tuple[int, Headers, bytes] | None:
+    def _get_session_token(self, key: str, params: dict[str, list[str]]) -> tuple[int, Headers, bytes] | None:
         found = identity.lookup_access_key(key)
         if found is None or found[0].kind != "IAMUser":
             return None
@@ -273,9 +271,7 @@ class SandboxApp:
         token = secrets.token_urlsafe(96)
         identity.issue_session_token(principal, temp.access_key_id, temp.secret_access_key, token)
         duration = int((params.get("DurationSeconds") or ["43200"])[0])
-        expiration = (datetime.now(UTC) + timedelta(seconds=duration)).strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z"
-        )
+        expiration = (datetime.now(UTC) + timedelta(seconds=duration)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         body = (
             '<GetSessionTokenResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
             "<GetSessionTokenResult><Credentials>"

@@ -67,14 +67,10 @@ def _signing_time(text: str) -> datetime | None:
 def _credentials_for(scope: _Scope, token: str | None) -> tuple[Principal, Credentials] | Refusal:
     found = lookup_access_key(scope.access_key)
     if found is None:
-        return Refusal(
-            403, "InvalidSignature", "The security token included in the request is invalid."
-        )
+        return Refusal(403, "InvalidSignature", "The security token included in the request is invalid.")
     principal, secret, session_token = found
     if session_token is not None and token != session_token:
-        return Refusal(
-            403, "InvalidSignature", "The security token included in the request is invalid."
-        )
+        return Refusal(403, "InvalidSignature", "The security token included in the request is invalid.")
     return principal, Credentials(scope.access_key, secret, session_token)
 
 
@@ -114,9 +110,7 @@ def verify_presigned_url(
     if scope is None or signed_at is None or scope.date != seen["X-Amz-Date"][:8]:
         return Refusal(400, "InvalidParameter", "Malformed X-Amz-Credential or X-Amz-Date.")
     if scope.service != service:
-        return Refusal(
-            403, "InvalidSignature", f"Credential should be scoped to service '{service}'."
-        )
+        return Refusal(403, "InvalidSignature", f"Credential should be scoped to service '{service}'.")
     if region is not None and scope.region != region:
         return Refusal(
             403,
@@ -128,16 +122,12 @@ def verify_presigned_url(
     except ValueError:
         return Refusal(400, "InvalidParameter", "X-Amz-Expires must be a number of seconds.")
     if not 1 <= expires <= MAX_PRESIGN_EXPIRES_S:
-        return Refusal(
-            400, "InvalidParameter", f"X-Amz-Expires must be 1..{MAX_PRESIGN_EXPIRES_S}."
-        )
+        return Refusal(400, "InvalidParameter", f"X-Amz-Expires must be 1..{MAX_PRESIGN_EXPIRES_S}.")
     at = now or datetime.now(UTC)
     if at > signed_at + timedelta(seconds=expires):
         return Refusal(403, "ExpiredToken", "The presigned URL has expired.")
     if signed_at - at > timedelta(seconds=CLOCK_SKEW_S):
-        return Refusal(
-            403, "InvalidSignature", "Signature not yet current (X-Amz-Date is in the future)."
-        )
+        return Refusal(403, "InvalidSignature", "Signature not yet current (X-Amz-Date is in the future).")
     found = _credentials_for(scope, seen.get(_TOKEN))
     if isinstance(found, Refusal):
         return found
@@ -177,9 +167,7 @@ def verify_authorization_header(
     lower = {k.lower(): v for k, v in headers.items()}
     match = _AUTH_HEADER.match(lower.get("authorization", "").strip())
     if match is None:
-        return Refusal(
-            400, "MissingAuthenticationToken", "Missing or malformed Authorization header."
-        )
+        return Refusal(400, "MissingAuthenticationToken", "Missing or malformed Authorization header.")
     credential, signed_headers, signature = match.groups()
     scope = _parse_scope(credential)
     stamp = lower.get("x-amz-date", "")
@@ -190,9 +178,7 @@ def verify_authorization_header(
         return Refusal(403, "InvalidSignatureException", "Credential scoped to the wrong service.")
     at = now or datetime.now(UTC)
     if abs((at - signed_at).total_seconds()) > CLOCK_SKEW_S:
-        return Refusal(
-            403, "InvalidSignatureException", "Signature expired: X-Amz-Date is too skewed."
-        )
+        return Refusal(403, "InvalidSignatureException", "Signature expired: X-Amz-Date is too skewed.")
     names = signed_headers.split(";")
     if "host" not in names or any(name not in lower for name in names):
         return Refusal(403, "InvalidSignatureException", "A signed header is missing.")

@@ -49,9 +49,7 @@ async def _run(process: asyncssh.SSHServerProcess, hostname: str) -> None:
     except ValueError:
         argv = ["?"]
     if not argv:
-        process.stdout.write(
-            b"This sandbox instance runs only: " + " ".join(COMMANDS).encode() + b"\n"
-        )
+        process.stdout.write(b"This sandbox instance runs only: " + " ".join(COMMANDS).encode() + b"\n")
         process.exit(1)
         return
     name, args = argv[0], argv[1:]
@@ -91,9 +89,7 @@ class InstanceSshServers:
         self.ports: dict[str, int] = {}
         self._servers: dict[str, asyncssh.SSHAcceptor] = {}
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="instance-ssh", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop.run_forever, name="instance-ssh", daemon=True)
         self._host_key = asyncssh.generate_private_key("ssh-ed25519")
 
     def start(self) -> InstanceSshServers:
@@ -135,9 +131,7 @@ class InstanceSshServers:
                 allow_pty=False,
             )
 
-        future: Future[asyncssh.SSHAcceptor] = asyncio.run_coroutine_threadsafe(
-            listen(), self._loop
-        )
+        future: Future[asyncssh.SSHAcceptor] = asyncio.run_coroutine_threadsafe(listen(), self._loop)
         server = future.result(10)
         port = server.sockets[0].getsockname()[1]
         self._servers[instance_id] = server

@@ -179,9 +179,7 @@ class SlackSandbox:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, args=(0.05,), name="slack-sandbox"
-        )
+        self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="slack-sandbox")
         self._thread.daemon = True
         self._thread.start()
         return self
@@ -386,9 +384,7 @@ class SlackSandbox:
         """Replace a message's content; ``partial`` (chat.update) keeps fields not given."""
         text, blocks = _content(params, require=False)
         with self._lock:
-            msg.history.append(
-                {"text": msg.text, "blocks": msg.blocks, "edited_ts": self._next_ts()}
-            )
+            msg.history.append({"text": msg.text, "blocks": msg.blocks, "edited_ts": self._next_ts()})
             if "text" in params or not partial:
                 msg.text = text
             if "blocks" in params or not partial:

@@ -57,9 +57,7 @@ def test_tunnel_and_key_events_are_attached_to_their_grant(sandbox, db) -> None:
         )
     sandbox.events.record(ssh_key_record(ALICE, at=t0 - timedelta(minutes=11)))
     sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=10)))
-    sandbox.events.record(
-        ssh_key_record(BOB, at=t0 - timedelta(minutes=5), os_user="bob", old_shape=True)
-    )
+    sandbox.events.record(ssh_key_record(BOB, at=t0 - timedelta(minutes=5), os_user="bob", old_shape=True))
 
     report = CloudTrailCollector(make_runtime(db)).poll()
 
@@ -88,16 +86,12 @@ def test_tunnel_and_key_events_are_attached_to_their_grant(sandbox, db) -> None:
     assert found[0].approvers == ["U0BOSS"]
 
 
-def test_a_refused_attempt_after_expiry_is_kept_with_the_grant_and_flagged(
-    sandbox, sqlite_db
-) -> None:
+def test_a_refused_attempt_after_expiry_is_kept_with_the_grant_and_flagged(sandbox, sqlite_db) -> None:
     t0 = now()
     with sqlite_db.transaction() as session:
         grant = make_grant(session, ALICE, starts_at=t0 - timedelta(minutes=50), minutes=30)
     # Expired 20 minutes ago (overshoot 5 min): one refused try, one that got through anyway.
-    sandbox.events.record(
-        tunnel_record(ALICE, at=t0 - timedelta(minutes=15), error_code="AccessDenied")
-    )
+    sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=15), error_code="AccessDenied"))
     sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=14)))
 
     CloudTrailCollector(make_runtime(sqlite_db)).poll()
@@ -108,9 +102,7 @@ def test_a_refused_attempt_after_expiry_is_kept_with_the_grant_and_flagged(
     assert (through.grant_id, through.match) == (None, "out_of_band")
     assert _audit_kinds(sqlite_db) == ["connection.refused", "connection.out_of_band"]
     with sqlite_db.transaction() as session:
-        [audited] = audit_query(
-            session, since=t0 - timedelta(days=1), instance_id=grant.instance_id
-        )
+        [audited] = audit_query(session, since=t0 - timedelta(days=1), instance_id=grant.instance_id)
     assert [(c.allowed, c.error_code, c.flag) for c in audited.connections] == [
         (False, "AccessDenied", "after_expiry")
     ]
@@ -137,9 +129,7 @@ def test_eice_use_without_a_grant_is_recorded_and_announced(sandbox, sqlite_db) 
         ALICE.principal_arn,
     }
     with sqlite_db.transaction() as session:
-        strays = out_of_band_events(
-            session, since=t0 - timedelta(hours=1), instance_id="i-0abc1234567890def"
-        )
+        strays = out_of_band_events(session, since=t0 - timedelta(hours=1), instance_id="i-0abc1234567890def")
     # The tunnel names only endpoint and IP; the collector found the instance behind them.
     assert len(strays) == 3
     assert _audit_kinds(sqlite_db).count("connection.out_of_band") == 3
@@ -182,9 +172,7 @@ def collector_src() -> str:
 
 def test_watermark_minus_overlap_bounds_the_next_query(sandbox, sqlite_db) -> None:
     t0 = now()
-    collector = CloudTrailCollector(
-        make_runtime(sqlite_db), account=ACCOUNT, overlap=timedelta(minutes=15)
-    )
+    collector = CloudTrailCollector(make_runtime(sqlite_db), account=ACCOUNT, overlap=timedelta(minutes=15))
     sandbox.events.record(tunnel_record(MALLORY, at=t0 - timedelta(minutes=3)))
     collector.poll()
     # Delivered now, 10 min old: inside the overlap, so the next poll still finds it.
@@ -246,24 +234,18 @@ def _assert_paged_within_the_limit(sandbox, db, *, grants: int, events: int) -> 
         assert session.scalar(select(func.count()).select_from(CloudTrailEvent)) == len(recorded)
         assert (
             session.scalar(
-                select(func.count())
-                .select_from(CloudTrailEvent)
-                .where(CloudTrailEvent.grant_id.is_(None))
+                select(func.count()).select_from(CloudTrailEvent).where(CloudTrailEvent.grant_id.is_(None))
             )
             == 0
         )
 
 
-def test_thousand_grants_500_events_cost_one_call_per_page_under_the_limit(
-    sandbox, sqlite_db
-) -> None:
+def test_thousand_grants_500_events_cost_one_call_per_page_under_the_limit(sandbox, sqlite_db) -> None:
     _assert_paged_within_the_limit(sandbox, sqlite_db, grants=1000, events=500)
 
 
 @pytest.mark.slow
-def test_thousand_grants_5000_events_cost_one_call_per_page_under_the_limit(
-    sandbox, sqlite_db
-) -> None:
+def test_thousand_grants_5000_events_cost_one_call_per_page_under_the_limit(sandbox, sqlite_db) -> None:
     _assert_paged_within_the_limit(sandbox, sqlite_db, grants=1000, events=5000)
 
 

@@ -43,13 +43,9 @@ def _event(grant, at, name="OpenTunnel", error=None, n=0) -> CloudTrailEvent:
 def estate(db):
     t0 = now()
     with db.transaction() as session:
-        old = make_grant(
-            session, ALICE, starts_at=t0 - timedelta(days=10), instance_id="i-0000000000000old"
-        )
+        old = make_grant(session, ALICE, starts_at=t0 - timedelta(days=10), instance_id="i-0000000000000old")
         a1 = make_grant(session, ALICE, starts_at=t0 - timedelta(hours=3))
-        a2 = make_grant(
-            session, ALICE, starts_at=t0 - timedelta(hours=2), revoked_at=t0 - timedelta(hours=1)
-        )
+        a2 = make_grant(session, ALICE, starts_at=t0 - timedelta(hours=2), revoked_at=t0 - timedelta(hours=1))
         b1 = make_grant(
             session,
             BOB,

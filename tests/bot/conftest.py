@@ -14,9 +14,7 @@ from sandbox.aws.server import AwsSandbox
 from sandbox.slack.server import SlackSandbox
 from tests.bot.harness import World, config_toml, start_bot
 
-PG_URL = os.environ.get(
-    "EICE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("EICE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AWS_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CA_BUNDLE")
 
 
@@ -88,9 +86,7 @@ def _world(request: pytest.FixtureRequest, url: str) -> Iterator[World]:
 
 
 @pytest.fixture(scope="package")
-def sqlite_world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
+def sqlite_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     db = tmp_path_factory.mktemp("db") / "eice.sqlite"
     yield from _world(request, f"sqlite:///{db}")
 

@@ -17,9 +17,7 @@ from tests.bot.harness import World, eventually
 def _ask(w: World, user: str, text: str, instance_id: str) -> tuple[Any, Any]:
     ack = w.driver.command(user, text)
     assert ack.status == 200, ack.body
-    request = eventually(
-        lambda: w.request_row(requester_id=user, instance_id=instance_id, status="pending")
-    )
+    request = eventually(lambda: w.request_row(requester_id=user, instance_id=instance_id, status="pending"))
     return request, eventually(lambda: w.card_for(request.id))
 
 

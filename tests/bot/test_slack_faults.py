@@ -17,19 +17,13 @@ def test_rate_limited_slack_delays_messages_but_not_grants(world: World) -> None
     name = f"eice-grant-{grant.id}"
     eventually(lambda: name in world.policies("alice"), timeout=5)
     eventually(lambda: name not in world.policies("alice"), timeout=10)
-    revoked = eventually(
-        lambda: (g := _grant(world, dev.instance_id, grant.id)) and g.revoked_at and g
-    )
+    revoked = eventually(lambda: (g := _grant(world, dev.instance_id, grant.id)) and g.revoked_at and g)
     assert (revoked.revoked_at - revoked.expires_at).total_seconds() < 3
 
-    eventually(
-        lambda: [m for m in world.slack.dms("U0ALICE") if grant.id in str(m.blocks)], timeout=15
-    )
+    eventually(lambda: [m for m in world.slack.dms("U0ALICE") if grant.id in str(m.blocks)], timeout=15)
     eventually(
         lambda: [
-            m
-            for m in world.slack.messages(APPROVALS)
-            if grant.id in str(m.blocks) or grant.id in m.text
+            m for m in world.slack.messages(APPROVALS) if grant.id in str(m.blocks) or grant.id in m.text
         ],
         timeout=15,
     )

@@ -90,9 +90,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def make_runtime(
-    db_url: str, config: Config, *, clock: Clock | None = None, **kwargs: Any
-) -> Runtime:
+def make_runtime(db_url: str, config: Config, *, clock: Clock | None = None, **kwargs: Any) -> Runtime:
     session = boto3.Session(
         aws_access_key_id=BOT_ACCESS_KEY_ID,
         aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
@@ -114,7 +112,7 @@ def rt(aws: AwsSandbox, estate: Estate, db_url: str, config: Config) -> Iterator
     runtime = make_runtime(db_url, config, claim_lease_s=1.0, reaper_interval_s=0.5)
     yield runtime
     # Leave IAM clean for the next test: no grant policy may survive a test.
-    for arn in list(estate.role_arns.values()) + [estate.user_arn]:
+    for arn in [*estate.role_arns.values(), estate.user_arn]:
         for name in runtime.iam.list_grant_names(arn):
             runtime.iam.delete(arn, name)
     runtime.db.dispose()

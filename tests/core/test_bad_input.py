@@ -32,7 +32,13 @@ CASES = [
 
 @pytest.mark.parametrize(("ref", "duration", "who", "error", "message"), CASES)
 def test_bad_request_is_refused_and_changes_nothing(
-    rt: Runtime, aws: AwsSandbox, ref: str, duration: str, who: str, error: type[AccessError], message: str
+    rt: Runtime,
+    aws: AwsSandbox,
+    ref: str,
+    duration: str,
+    who: str,
+    error: type[AccessError],
+    message: str,
 ) -> None:
     puts = aws.faults.counts["iam:PutRolePolicy"]
     with pytest.raises(error) as caught:
@@ -49,7 +55,9 @@ def test_instance_in_a_vpc_without_endpoint_is_refused(rt: Runtime, aws: AwsSand
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
     image = ec2.describe_images()["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet, InstanceType="t3.micro")
+    instance = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet, InstanceType="t3.micro"
+    )
     instance_id = instance["Instances"][0]["InstanceId"]
     with pytest.raises(NotFound, match="no EC2 Instance Connect Endpoint in"):
         submit_request(rt, RequestInput(Actor("U0ALICE"), instance_id, "30m"))

@@ -62,7 +62,15 @@ def test_two_processes_approving_on_postgres_make_one_grant(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.core.approve_many", db_url, str(config_file), request.id, str(p)],
+            [
+                sys.executable,
+                "-m",
+                "tests.core.approve_many",
+                db_url,
+                str(config_file),
+                request.id,
+                str(p),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -71,7 +71,9 @@ def assert_converged(rt: Runtime, estate: Estate) -> None:
 @pytest.mark.parametrize(
     "point", ["after_approve_commit", "after_claim_before_put", "after_put_before_commit"]
 )
-def test_killed_while_applying_converges(point: str, rt: Runtime, estate: Estate, db_url: str, tmp_path: Path) -> None:
+def test_killed_while_applying_converges(
+    point: str, rt: Runtime, estate: Estate, db_url: str, tmp_path: Path
+) -> None:
     request = submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "6s")).request
     result = run_worker(db_url, tmp_path, point, "approve", request.id, "U0BOB")
     assert result.returncode == 77, result.stderr
@@ -87,7 +89,9 @@ def test_killed_while_applying_converges(point: str, rt: Runtime, estate: Estate
     assert_converged(rt, estate)
 
 
-def test_killed_after_delete_before_commit_converges(rt: Runtime, estate: Estate, db_url: str, tmp_path: Path) -> None:
+def test_killed_after_delete_before_commit_converges(
+    rt: Runtime, estate: Estate, db_url: str, tmp_path: Path
+) -> None:
     from access.workflows import approve_request
 
     request = submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "2s")).request

@@ -60,9 +60,7 @@ def test_approved_grant_puts_policy_and_revokes_it_on_time(rt: Runtime, estate: 
         document = rt.iam.get(alice, grant.policy_name)
         assert document == grant.policy_document
         deadline = time.monotonic() + 15
-        while (
-            grant_of(rt, request.id).status != GrantStatus.REVOKED and time.monotonic() < deadline
-        ):
+        while grant_of(rt, request.id).status != GrantStatus.REVOKED and time.monotonic() < deadline:
             time.sleep(0.1)
         done = grant_of(rt, request.id)
         assert done.status == GrantStatus.REVOKED
@@ -115,9 +113,7 @@ def test_self_approval_is_refused_and_audited(rt: Runtime) -> None:
     with pytest.raises(NotPermitted, match="your own request"):
         approve_request(rt, request.id, ALICE)
     with rt.db.transaction() as session:
-        refused = session.scalars(
-            select(AuditEvent).where(AuditEvent.kind == "approval.refused")
-        ).one()
+        refused = session.scalars(select(AuditEvent).where(AuditEvent.kind == "approval.refused")).one()
         assert refused.actor == "U0ALICE" and "own request" in refused.detail["reason"]
         assert session.get(AccessRequest, request.id).status == RequestStatus.PENDING  # type: ignore[union-attr]
 
@@ -146,9 +142,7 @@ def test_break_glass_self_approves_and_is_flagged(rt: Runtime) -> None:
     request = ask(rt, "db-1", duration="20m", break_glass=True)
     assert request.status == RequestStatus.APPROVED
     with rt.db.transaction() as session:
-        flagged = session.scalars(
-            select(AuditEvent).where(AuditEvent.kind == "break_glass.used")
-        ).one()
+        flagged = session.scalars(select(AuditEvent).where(AuditEvent.kind == "break_glass.used")).one()
         assert flagged.detail["needs_review"] is True
 
 
@@ -219,7 +213,9 @@ def test_request_carries_the_preflight_result(rt: Runtime) -> None:
 def test_unreachable_instance_is_flagged_before_anyone_approves(rt: Runtime, estate: Estate) -> None:
     ec2 = rt.clients.ec2("us-east-1")
     web = estate.instance("web-1")
-    closed_sg = ec2.create_security_group(GroupName=f"closed-{time.time_ns()}", Description="no ingress", VpcId=web.vpc_id)["GroupId"]
+    closed_sg = ec2.create_security_group(
+        GroupName=f"closed-{time.time_ns()}", Description="no ingress", VpcId=web.vpc_id
+    )["GroupId"]
     image = ec2.describe_images()["Images"][0]["ImageId"]
     made = ec2.run_instances(
         ImageId=image, MinCount=1, MaxCount=1, SubnetId=web.subnet_id, InstanceType="t3.micro",

@@ -126,9 +126,7 @@ class Site:
 
     def revoke_instance_ingress(self) -> None:
         group = self.ec2.describe_security_groups(GroupIds=[self.instance_sg])["SecurityGroups"][0]
-        self.ec2.revoke_security_group_ingress(
-            GroupId=self.instance_sg, IpPermissions=group["IpPermissions"]
-        )
+        self.ec2.revoke_security_group_ingress(GroupId=self.instance_sg, IpPermissions=group["IpPermissions"])
 
 
 def build_site(
@@ -144,21 +142,15 @@ def build_site(
     """Build a healthy site; a test then breaks exactly one thing."""
     vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
     endpoint_subnet, instance_subnet = (
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")[
-            "Subnet"
-        ]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"][
+            "SubnetId"
+        ]
         for cidr, zone in ((ENDPOINT_SUBNET_CIDR, "a"), (INSTANCE_SUBNET_CIDR, "b"))
     )
-    endpoint_sg = ec2.create_security_group(GroupName="eice", Description="eice", VpcId=vpc_id)[
-        "GroupId"
-    ]
-    instance_sg = ec2.create_security_group(GroupName="inst", Description="inst", VpcId=vpc_id)[
-        "GroupId"
-    ]
+    endpoint_sg = ec2.create_security_group(GroupName="eice", Description="eice", VpcId=vpc_id)["GroupId"]
+    instance_sg = ec2.create_security_group(GroupName="inst", Description="inst", VpcId=vpc_id)["GroupId"]
     default_egress = ec2.describe_security_groups(GroupIds=[endpoint_sg])["SecurityGroups"][0]
-    ec2.revoke_security_group_egress(
-        GroupId=endpoint_sg, IpPermissions=default_egress["IpPermissionsEgress"]
-    )
+    ec2.revoke_security_group_egress(GroupId=endpoint_sg, IpPermissions=default_egress["IpPermissionsEgress"])
     rule = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port}
     ec2.authorize_security_group_egress(
         GroupId=endpoint_sg, IpPermissions=[{**rule, "IpRanges": [{"CidrIp": VPC_CIDR}]}]

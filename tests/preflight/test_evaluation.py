@@ -119,9 +119,7 @@ def test_headlines() -> None:
 
 def test_doctor_text_lists_every_check() -> None:
     text = preflight_text(
-        report(
-            Check("instance", "ok", "running"), Check("port", "warning", "8080", "use 22")
-        ).to_dict()
+        report(Check("instance", "ok", "running"), Check("port", "warning", "8080", "use 22")).to_dict()
     )
     assert text.splitlines()[0].startswith("*Pre-flight for `i-0a1b2c3d4e5f60718`*")
     assert "✅ *instance*: running" in text

@@ -67,9 +67,7 @@ def test_endpoint_sg_without_egress_fails_alone(ec2: Any, preflight: Any) -> Non
     fix = report.check("endpoint-sg-egress").fix or ""
     assert fix.startswith(f"aws ec2 authorize-security-group-egress --group-id {site.endpoint_sg} ")
     assert "FromPort=22,ToPort=22" in fix and site.instance_sg in fix
-    assert report.verdict.startswith(
-        f"will fail: endpoint SG {site.endpoint_sg} has no outbound 22"
-    )
+    assert report.verdict.startswith(f"will fail: endpoint SG {site.endpoint_sg} has no outbound 22")
 
 
 def test_instance_sg_without_ingress_fails_alone(ec2: Any, preflight: Any) -> None:
@@ -120,9 +118,7 @@ def test_no_endpoint_fails_with_create_command(ec2: Any, preflight: Any) -> None
     )
 
 
-def test_endpoint_in_create_failed_state_fails(
-    ec2: Any, preflight: Any, sandbox: AwsSandbox
-) -> None:
+def test_endpoint_in_create_failed_state_fails(ec2: Any, preflight: Any, sandbox: AwsSandbox) -> None:
     site = build_site(ec2)
     assert site.endpoint_id
     sandbox.endpoints.set_state(site.endpoint_id, "create-failed", "subnet has no free address")
@@ -130,9 +126,8 @@ def test_endpoint_in_create_failed_state_fails(
     assert not_ok(report) == {"endpoint": "failure"}
     check = report.check("endpoint")
     assert check.evidence == f"{site.endpoint_id} is create-failed (subnet has no free address)"
-    assert (
-        f"delete-instance-connect-endpoint --instance-connect-endpoint-id {site.endpoint_id}"
-        in (check.fix or "")
+    assert f"delete-instance-connect-endpoint --instance-connect-endpoint-id {site.endpoint_id}" in (
+        check.fix or ""
     )
 
 
@@ -175,9 +170,7 @@ def test_nacl_blocking_replies_to_the_endpoint_fails(ec2: Any, preflight: Any) -
 
 
 def test_preservation_on_a_t1_instance_fails_alone(ec2: Any, preflight: Any) -> None:
-    site = build_site(
-        ec2, preserve_client_ip=True, instance_type="t1.micro", client_cidr="203.0.113.0/24"
-    )
+    site = build_site(ec2, preserve_client_ip=True, instance_type="t1.micro", client_cidr="203.0.113.0/24")
     report = preflight(site)
     assert not_ok(report) == {"client-ip-preservation": "failure"}
     check = report.check("client-ip-preservation")
@@ -255,14 +248,10 @@ def test_exhausted_inline_budget_fails(ec2: Any, iam: Any, preflight: Any, uniqu
                 }
             ],
         }
-        iam.put_role_policy(
-            RoleName=name, PolicyName=f"big-{i}", PolicyDocument=json.dumps(document)
-        )
+        iam.put_role_policy(RoleName=name, PolicyName=f"big-{i}", PolicyDocument=json.dumps(document))
     report = preflight(build_site(ec2), principal_arn=arn)
     assert not_ok(report) == {"policy-budget": "failure"}
-    assert f"aws iam list-role-policies --role-name {name}" in (
-        report.check("policy-budget").fix or ""
-    )
+    assert f"aws iam list-role-policies --role-name {name}" in (report.check("policy-budget").fix or "")
 
 
 def test_port_8080_is_unverified(ec2: Any, preflight: Any) -> None:

@@ -13,8 +13,7 @@ from sandbox.aws.server import AwsSandbox
 def _network(ec2, octet: int) -> tuple[str, list[str]]:
     vpc = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{octet}.{i}.0/24")["Subnet"]["SubnetId"]
-        for i in (1, 2)
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{octet}.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)
     ]
     return vpc, subnets
 
@@ -93,9 +92,7 @@ def test_pages_follow_next_token(ec2, unique) -> None:
     created = set()
     for octet in (203, 204, 205):
         _, subnets = _network(ec2, octet)
-        answer = ec2.create_instance_connect_endpoint(
-            SubnetId=subnets[0], TagSpecifications=_tagged(unique)
-        )
+        answer = ec2.create_instance_connect_endpoint(SubnetId=subnets[0], TagSpecifications=_tagged(unique))
         created.add(answer["InstanceConnectEndpoint"]["InstanceConnectEndpointId"])
     only_batch = [{"Name": "tag:batch", "Values": [unique]}]
 
@@ -148,9 +145,9 @@ def test_same_client_token_returns_the_same_endpoint(ec2, unique) -> None:
 
 def test_deleted_endpoint_is_gone(ec2) -> None:
     _, subnets = _network(ec2, 208)
-    endpoint_id = ec2.create_instance_connect_endpoint(SubnetId=subnets[0])[
-        "InstanceConnectEndpoint"
-    ]["InstanceConnectEndpointId"]
+    endpoint_id = ec2.create_instance_connect_endpoint(SubnetId=subnets[0])["InstanceConnectEndpoint"][
+        "InstanceConnectEndpointId"
+    ]
 
     deleted = ec2.delete_instance_connect_endpoint(InstanceConnectEndpointId=endpoint_id)
 
@@ -161,9 +158,7 @@ def test_deleted_endpoint_is_gone(ec2) -> None:
     ec2.create_instance_connect_endpoint(SubnetId=subnets[1])  # the VPC is free again
 
 
-def test_attached_tunnel_server_becomes_every_dns_name(
-    fresh_sandbox: AwsSandbox, client_for
-) -> None:
+def test_attached_tunnel_server_becomes_every_dns_name(fresh_sandbox: AwsSandbox, client_for) -> None:
     ec2 = client_for(fresh_sandbox, "ec2")
     _, subnets = _network(ec2, 209)
     ec2.create_instance_connect_endpoint(SubnetId=subnets[0])

@@ -32,9 +32,7 @@ def role(iam, unique) -> str:
     return name
 
 
-def test_put_role_policy_is_recorded_with_the_request_id_boto3_saw(
-    fresh_sandbox, iam, role
-) -> None:
+def test_put_role_policy_is_recorded_with_the_request_id_boto3_saw(fresh_sandbox, iam, role) -> None:
     answer = iam.put_role_policy(RoleName=role, PolicyName="eice-grant-1", PolicyDocument=POLICY)
 
     [record] = fresh_sandbox.events.find(event_name="PutRolePolicy")
@@ -64,9 +62,7 @@ def test_caller_identity_comes_from_the_access_key(fresh_sandbox, client_for, ia
     user = f"admin-{role}"
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
-    as_user = client_for(
-        fresh_sandbox, "iam", key=key["AccessKeyId"], secret=key["SecretAccessKey"]
-    )
+    as_user = client_for(fresh_sandbox, "iam", key=key["AccessKeyId"], secret=key["SecretAccessKey"])
 
     as_user.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=POLICY)
 

@@ -53,14 +53,10 @@ def test_iam_user_keys_resolve_to_the_user_and_its_groups_policies(
     assert identity.cloudtrail_user_identity(principal)["userName"] == user
 
 
-def test_assumed_role_credentials_resolve_to_the_session(
-    sandbox: AwsSandbox, client_for, unique
-) -> None:
+def test_assumed_role_credentials_resolve_to_the_session(sandbox: AwsSandbox, client_for, unique) -> None:
     iam, sts = client_for(sandbox, "iam"), client_for(sandbox, "sts")
     role = f"alice-{unique}"
-    role_arn = iam.create_role(RoleName=role, Path="/eice/", AssumeRolePolicyDocument=TRUST)[
-        "Role"
-    ]["Arn"]
+    role_arn = iam.create_role(RoleName=role, Path="/eice/", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
     iam.put_role_policy(RoleName=role, PolicyName="eice-grant-x", PolicyDocument=_policy("s3:*"))
     managed = iam.create_policy(PolicyName=f"m-{unique}", PolicyDocument=_policy("sqs:*"))
     iam.attach_role_policy(RoleName=role, PolicyArn=managed["Policy"]["Arn"])
@@ -83,9 +79,7 @@ def test_assumed_role_credentials_resolve_to_the_session(
     assert user_identity["sessionContext"]["sessionIssuer"]["arn"] == role_arn
 
 
-def test_session_token_credentials_resolve_to_the_user(
-    sandbox: AwsSandbox, client_for, unique
-) -> None:
+def test_session_token_credentials_resolve_to_the_user(sandbox: AwsSandbox, client_for, unique) -> None:
     iam = client_for(sandbox, "iam")
     user = f"erin-{unique}"
     iam.create_user(UserName=user)

@@ -108,9 +108,7 @@ def test_signature_verifies_with_slack_sdk(slack: SlackSandbox) -> None:
     body = b"token=x&text=hello"
     headers = d.sign(body)
     verifier = SignatureVerifier(SECRET)
-    assert verifier.is_valid(
-        body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
-    )
+    assert verifier.is_valid(body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"])
     assert not verifier.is_valid(
         body + b"x", headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
     )
@@ -177,9 +175,7 @@ def test_click_picks_a_button_by_value(driver: SlackDriver, slack: SlackSandbox)
     assert driver.click("U0BOB", card, "deny", value="g1").status == 200
 
 
-def test_open_home_and_click_home(
-    driver: SlackDriver, slack: SlackSandbox, bolt: tuple[str, list]
-) -> None:
+def test_open_home_and_click_home(driver: SlackDriver, slack: SlackSandbox, bolt: tuple[str, list]) -> None:
     r = driver.open_home("U0CAROL")
     assert r.status == 200
     assert [s["tab"] for s in bolt[1] if s["kind"] == "home"] == ["home"]
@@ -190,9 +186,7 @@ def test_open_home_and_click_home(
     assert body["actions"][0]["value"] == "g7"
 
 
-def test_bolt_rejects_a_body_altered_after_signing(
-    driver: SlackDriver, bolt: tuple[str, list]
-) -> None:
+def test_bolt_rejects_a_body_altered_after_signing(driver: SlackDriver, bolt: tuple[str, list]) -> None:
     body = b"command=%2Feice&text=list&user_id=U0ALICE"
     headers = {"Content-Type": "application/x-www-form-urlencoded", **driver.sign(body)}
     assert driver.send_raw(body.replace(b"list", b"help"), headers).status == 401

@@ -37,9 +37,7 @@ def test_slack_sdk_rate_limit_retry_handler_retries_and_succeeds(slack: SlackSan
     assert len(slack.messages()) == 1
 
 
-def test_faults_apply_only_to_their_method_and_count(
-    client: WebClient, slack: SlackSandbox
-) -> None:
+def test_faults_apply_only_to_their_method_and_count(client: WebClient, slack: SlackSandbox) -> None:
     slack.fail("users.info", times=2, error="fatal_error")
     assert client.auth_test()["ok"]
     for _ in range(2):

@@ -28,9 +28,7 @@ def test_in_channel_reply_posts_a_message(slack: SlackSandbox) -> None:
     assert [m.text for m in slack.messages("C0GENERAL")] == ["requested"]
 
 
-def test_replace_original_updates_the_clicked_message(
-    client: WebClient, slack: SlackSandbox
-) -> None:
+def test_replace_original_updates_the_clicked_message(client: WebClient, slack: SlackSandbox) -> None:
     posted = client.chat_postMessage(channel="C0APPROVALS", text="pending")
     url = slack.response_url_for(user_id="U0BOB", channel_id="C0APPROVALS", message_ts=posted["ts"])
     WebhookClient(url).send(text="approved by bob", replace_original=True)

@@ -65,9 +65,7 @@ def test_form_encoded_post_is_accepted_like_json(slack: SlackSandbox) -> None:
     assert slack.calls[-1].params["channel"] == "C0X"
 
 
-def test_post_message_to_a_user_id_lands_in_their_dm(
-    client: WebClient, slack: SlackSandbox
-) -> None:
+def test_post_message_to_a_user_id_lands_in_their_dm(client: WebClient, slack: SlackSandbox) -> None:
     r = client.chat_postMessage(channel="U0ALICE", text="your grant is live")
     opened = client.conversations_open(users=["U0ALICE"])
     assert r["channel"] == opened["channel"]["id"] and r["channel"].startswith("D")
@@ -88,9 +86,7 @@ def test_posting_errors_use_slacks_error_names(client: WebClient) -> None:
         assert e.value.response["error"] == error
 
 
-def test_thread_replies_are_recorded_under_their_parent(
-    client: WebClient, slack: SlackSandbox
-) -> None:
+def test_thread_replies_are_recorded_under_their_parent(client: WebClient, slack: SlackSandbox) -> None:
     parent = client.chat_postMessage(channel="C0APPROVALS", text="card")
     client.chat_postMessage(channel="C0APPROVALS", text="grant applied", thread_ts=parent["ts"])
     [card] = [m for m in slack.messages("C0APPROVALS") if m.thread_ts is None]

@@ -386,9 +386,7 @@ CONDITION_ROWS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     [row[1:] for row in CONDITION_ROWS],
     ids=[row[0] for row in CONDITION_ROWS],
 )
-def test_condition_operator(
-    condition: dict[str, Any], context: dict[str, Any], expected: bool
-) -> None:
+def test_condition_operator(condition: dict[str, Any], context: dict[str, Any], expected: bool) -> None:
     assert decide(allow(condition), context) is expected
 
 
@@ -459,9 +457,7 @@ ACTION_RESOURCE_ROWS: list[tuple[str, dict[str, Any], str, str, bool]] = [
     [row[1:] for row in ACTION_RESOURCE_ROWS],
     ids=[row[0] for row in ACTION_RESOURCE_ROWS],
 )
-def test_action_and_resource(
-    statement: dict[str, Any], action: str, resource: str, expected: bool
-) -> None:
+def test_action_and_resource(statement: dict[str, Any], action: str, resource: str, expected: bool) -> None:
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **statement}]}
     context = {"aws:username": "dave"}
     assert decide(policy, context, action=action, resource=resource) is expected
@@ -493,9 +489,7 @@ def test_deny_whose_condition_fails_does_not_apply() -> None:
             }
         ]
     }
-    decision = evaluate(
-        [allow(), deny], action=OPEN, resource=EP, context={"aws:SourceIp": "127.0.0.1"}
-    )
+    decision = evaluate([allow(), deny], action=OPEN, resource=EP, context={"aws:SourceIp": "127.0.0.1"})
     assert decision.allowed
 
 

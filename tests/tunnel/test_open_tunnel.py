@@ -72,9 +72,7 @@ def test_a_window_that_has_passed_is_access_denied(stack: Stack) -> None:
     ],
     ids=["other_port", "other_ip", "too_long", "duration_left_out"],
 )
-def test_outside_the_grant_is_access_denied(
-    stack: Stack, change: dict[str, Any], max_s: int | None
-) -> None:
+def test_outside_the_grant_is_access_denied(stack: Stack, change: dict[str, Any], max_s: int | None) -> None:
     with holding(stack, "alice", grant_document(stack)) as alice:
         refused = _refusal(alice.settings(stack, max_s=max_s, **change))
     assert (refused.status, refused.code) == (403, "AccessDeniedException")
@@ -177,8 +175,7 @@ def test_every_attempt_is_recorded_with_principal_parameters_and_error(stack: St
     assert allowed["userAgent"].startswith("eice-access/0.1 tunnel")
     assert allowed["sourceIPAddress"] == "127.0.0.1"
     assert (
-        allowed["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"]
-        == stack.estate.role_arns["alice"]
+        allowed["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] == stack.estate.role_arns["alice"]
     )
     assert denied["requestParameters"]["remotePort"] == "3389"
     assert "not authorized" in denied["errorMessage"]

@@ -107,9 +107,7 @@ def _client_key() -> tuple[asyncssh.SSHKey, str]:
         serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption(),
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return asyncssh.import_private_key(pem), public.decode() + " test"
 
 

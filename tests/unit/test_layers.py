@@ -7,7 +7,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Only the CLI commands that exist to run the stand-ins may reach into sandbox/.
-SANDBOX_USERS = {"access/cli/sandbox.py", "access/cli/bench.py", "access/cli/chaos.py", "access/cli/demo.py"}
+SANDBOX_USERS = {
+    "access/cli/sandbox.py",
+    "access/cli/bench.py",
+    "access/cli/chaos.py",
+    "access/cli/demo.py",
+}
 
 
 def imports(path: Path) -> set[str]:

@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from access.grants.policy import GrantScope, grant_policy
 from access.clock import parse_iso
+from access.grants.policy import GrantScope, grant_policy
 
 ARGS = [
     "--instance-id", "i-0123456789abcdef0", "--endpoint-id", "eice-0123456789abcdef0",
@@ -17,7 +17,9 @@ ARGS = [
 
 
 def eice(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "access.cli.main", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "access.cli.main", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_policy_prints_the_document_and_nothing_else() -> None:

@@ -37,7 +37,15 @@ def scope(start: datetime, duration_s: int, overshoot_s: int) -> GrantScope:
     )
 
 
-def tunnel_allowed(s: GrantScope, at: datetime, *, max_s: int | None, port: int = 22, ip: str = IP, endpoint: str | None = None) -> bool:
+def tunnel_allowed(
+    s: GrantScope,
+    at: datetime,
+    *,
+    max_s: int | None,
+    port: int = 22,
+    ip: str = IP,
+    endpoint: str | None = None,
+) -> bool:
     ctx: dict[str, str] = {
         "ec2-instance-connect:remotePort": str(port),
         "ec2-instance-connect:privateIpAddress": ip,
@@ -58,7 +66,9 @@ windows = st.tuples(
 
 @settings(max_examples=150, deadline=None)
 @given(windows, st.floats(min_value=0, max_value=1), st.integers(min_value=1, max_value=3600))
-def test_no_tunnel_outlives_the_grant_by_more_than_the_overshoot(w: tuple[int, int, int], frac: float, asked: int) -> None:
+def test_no_tunnel_outlives_the_grant_by_more_than_the_overshoot(
+    w: tuple[int, int, int], frac: float, asked: int
+) -> None:
     start_off, duration, overshoot = w
     s = scope(BASE + timedelta(seconds=start_off), duration, overshoot)
     at = truncate_to_second(s.starts_at + timedelta(seconds=int(frac * (duration - 1))))
@@ -95,8 +105,14 @@ def test_anything_else_is_denied(w: tuple[int, int, int], frac: float, other_por
 
 
 @settings(max_examples=60, deadline=None)
-@given(windows, st.floats(min_value=0, max_value=1), st.sampled_from(["root", "ubuntu", "admin", "EC2-USER"]))
-def test_send_ssh_public_key_only_for_the_os_user_inside_the_window(w: tuple[int, int, int], frac: float, other: str) -> None:
+@given(
+    windows,
+    st.floats(min_value=0, max_value=1),
+    st.sampled_from(["root", "ubuntu", "admin", "EC2-USER"]),
+)
+def test_send_ssh_public_key_only_for_the_os_user_inside_the_window(
+    w: tuple[int, int, int], frac: float, other: str
+) -> None:
     start_off, duration, overshoot = w
     s = scope(BASE + timedelta(seconds=start_off), duration, overshoot)
     at = truncate_to_second(s.starts_at + timedelta(seconds=int(frac * (duration - 1))))
