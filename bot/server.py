@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from access.audit.collector import chain_witness, collector_tick
 from access.errors import ConfigError
 from access.runtime import Runtime
 from access.scheduler.clock import GrantClock
@@ -20,6 +21,7 @@ from bot.wsgi import EiceWsgiApp, HealthProbe
 
 log = logging.getLogger(__name__)
 OUTBOX_TICK_S = 1.0
+CHAIN_WITNESS_S = 3600.0
 
 
 def check_migrations(url: str, *, upgrade: bool = False) -> None:
@@ -54,6 +56,8 @@ class Service:
             extra_ticks={
                 "outbox": (OUTBOX_TICK_S, self.bot.dispatcher.kick),
                 "reaper-watch": (OUTBOX_TICK_S, self._watch_reaper),
+                "cloudtrail": (settings.eice_collector_interval_s, lambda: collector_tick(rt)),
+                "chain-witness": (CHAIN_WITNESS_S, lambda: chain_witness(rt)),
             },
         )
         self.health = HealthProbe(rt)

@@ -250,6 +250,73 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
         again.returncode != 0 and "AccessDenied" in again.stderr,
         again.stderr.strip()[-300:],
     )
+    db_url = env["EICE_DATABASE_URL"]
+    grant_id = _latest_grant_id(db_url)
+    collected = wait_for(lambda: _events_for(db_url, grant_id, refused_after=True), 30, every_s=0.5)
+    run.step(
+        "CloudTrail collected",
+        bool(collected),
+        f"{len(collected or [])} events attached to {grant_id}, the refused one flagged",
+    )
+    audit = driver.command("U0ALICE", f"audit {grant_id}")
+
+    def audit_answer() -> dict[str, Any] | None:
+        return next(
+            (e for e in slack.ephemerals("U0ALICE") if grant_id and grant_id in e.get("text", "")
+             and "Searching" not in e.get("text", "")),
+            None,
+        )  # fmt: skip
+
+    answer = wait_for(audit_answer, 20)
+    run.step(
+        "/eice audit <grant>",
+        audit.status == 200 and answer is not None,
+        (answer or {}).get("text", "no answer")[:300],
+    )
+
+
+def _latest_grant_id(db_url: str) -> str | None:
+    from sqlalchemy import select
+
+    from access.db import Database
+    from access.grants.models import Grant
+
+    db = Database(db_url)
+    try:
+        with db.transaction() as session:
+            return session.scalars(select(Grant.id).order_by(Grant.created_at.desc())).first()
+    finally:
+        db.dispose()
+
+
+def _events_for(db_url: str, grant_id: str | None, *, refused_after: bool = False) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from access.audit.cloudtrail_models import CloudTrailEvent
+    from access.db import Database
+
+    db = Database(db_url)
+    try:
+        with db.transaction() as session:
+            rows = session.scalars(
+                select(CloudTrailEvent)
+                .where(CloudTrailEvent.grant_id == grant_id)
+                .order_by(CloudTrailEvent.event_time)
+            ).all()
+            events = [
+                {
+                    "event_name": r.event_name,
+                    "event_id": r.event_id,
+                    "grant_id": r.grant_id,
+                    "error_code": r.error_code,
+                }
+                for r in rows
+            ]
+    finally:
+        db.dispose()
+    if refused_after and not any(e["error_code"] for e in events):
+        return []
+    return events
 
 
 def _expiry_from(dm: Any) -> str | None:
@@ -278,6 +345,7 @@ def _collect(stack: SandboxStack, env: dict[str, str], db_url: str) -> dict[str,
                 "principal_arn": grant.principal_arn, "granted_at": _iso(grant.applied_at),
                 "expires_at": _iso(grant.expires_at), "revoked_at": _iso(grant.revoked_at),
             }  # fmt: skip
+    out["cloudtrail_events"] = _events_for(db_url, out["grant"]["id"]) if out.get("grant") else []
     verify = eice(["audit", "verify"], env)
     out["audit_verified"] = verify.returncode == 0
     db.dispose()

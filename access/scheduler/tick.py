@@ -10,10 +10,14 @@ from access.scheduler.reaper import reap
 from access.scheduler.reconciler import reconcile
 
 
-def tick(rt: Runtime, *, reconcile_too: bool = True) -> dict[str, Any]:
-    """Reap everything due, then reconcile; returns a summary fit for logs or JSON."""
+def tick(rt: Runtime, *, reconcile_too: bool = True, collect: bool = True) -> dict[str, Any]:
+    """Reap everything due, reconcile, collect CloudTrail; returns a summary fit for logs or JSON."""
     reaped = reap(rt)
     result: dict[str, Any] = {"reaper": {k: v for k, v in asdict(reaped).items() if k != "statuses"}}
     if reconcile_too:
         result["reconciler"] = asdict(reconcile(rt))
+    if collect:
+        from access.audit.collector import collector_tick
+
+        result["cloudtrail"] = collector_tick(rt)
     return result

@@ -25,7 +25,6 @@ from bot.commands import (
     RequestCommand,
     UsageError,
     parse_extend,
-    parse_free,
     parse_link,
     parse_no_args,
     parse_request,
@@ -98,15 +97,7 @@ def default_router() -> Router:
     )
     router.add(Subcommand("link", parse_link, run_link, lambda _: None))
     router.add(Subcommand("doctor", parse_doctor, run_doctor, lambda c: f"Checking `{c[0]}`…"))
-    for name in ("audit",):
-        router.add(
-            Subcommand(
-                name,
-                parse_free,
-                None,
-                lambda _, n=name: f"`/eice {n}` is coming soon.\n{USAGE}",  # type: ignore[misc]
-            )
-        )
+    router.add(Subcommand("audit", parse_audit, run_audit, lambda _: "Searching the audit trail…"))
     return router
 
 
@@ -258,3 +249,36 @@ def run_doctor(inv: Invocation, cmd: tuple[str, int, str | None]) -> None:
         overshoot_s=overshoot,
     )
     inv.say(preflight_text(report.to_dict()))
+
+
+def parse_audit(words: list[str]) -> Any:
+    """`/eice audit [i-... | @user | <grant-id>] [--since 7d]` (pure; runs before the ack)."""
+    from access.errors import AccessError
+    from bot.audit_blocks import parse_audit_args
+
+    try:
+        return parse_audit_args(" ".join(words))
+    except AccessError as exc:
+        raise UsageError(
+            f"{exc.message}\nusage: `/eice audit [i-... | @user | <grant-id>] [--since 7d]`"
+        ) from exc
+
+
+def run_audit(inv: Invocation, query: Any) -> None:
+    from datetime import UTC, datetime
+
+    from access.audit.queries import audit_query
+    from bot.audit_blocks import audit_text
+
+    rt = inv.bot.rt
+    since = datetime.now(UTC) - query.since
+    with rt.db.transaction() as session:
+        results = audit_query(
+            session,
+            since=since,
+            instance_id=query.instance_id,
+            user_id=query.user_id,
+            grant_id=query.grant_id,
+            limit=10,
+        )
+        inv.say(audit_text(results, 0, 10, query=query))
