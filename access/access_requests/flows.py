@@ -19,7 +19,7 @@ from access.access_requests.models import AccessRequest, Approval, RequestStatus
 from access.audit.service import record
 from access.aws.ec2 import EndpointInfo, InstanceInfo, find_endpoint, find_instance
 from access.config.model import OS_USER
-from access.config.permissions import Actor, can_approve, can_break_glass, can_request
+from access.config.permissions import Actor, Verdict, can_approve, can_break_glass, can_request
 from access.config.rules import EffectiveRule, Target, effective_rule
 from access.durations import format_duration, parse_duration
 from access.errors import Conflict, InvalidInput, NotFound, NotPermitted
@@ -255,13 +255,13 @@ def current_rule(rt: Runtime, request: AccessRequest) -> EffectiveRule:
     return effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
 
 
-def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> ApprovalOutcome:
-    """Record one approval; the one that reaches N approves the request and creates its grant.
+def _decision_rights(
+    session: Session, rt: Runtime, request_id: str, actor: Actor, *, now: datetime, deny: bool
+) -> tuple[AccessRequest, Verdict]:
+    """The request and whether `actor` may decide it, by the config as it is now (click time).
 
-    Raises:
-        NotFound, NotPermitted, Conflict: with a reason fit for the approver.
+    Anyone who may approve may also deny, even their own request.
     """
-    now = rt.clock.now()
     request = session.get(AccessRequest, request_id)
     if request is None:
         raise NotFound(f"no request {request_id}")
@@ -270,11 +270,22 @@ def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> App
         actor,
         requester_id=request.requester_id,
         approvers=rule.approvers,
-        allow_self_approval=rule.allow_self_approval,
+        allow_self_approval=deny or rule.allow_self_approval,
         status=request.status,
         deadline=request.approval_deadline,
         now=now,
     )
+    return request, verdict
+
+
+def approve(session: Session, rt: Runtime, request_id: str, actor: Actor) -> ApprovalOutcome:
+    """Record one approval; the one that reaches N approves the request and creates its grant.
+
+    Raises:
+        NotFound, NotPermitted, Conflict: with a reason fit for the approver.
+    """
+    now = rt.clock.now()
+    request, verdict = _decision_rights(session, rt, request_id, actor, now=now, deny=False)
     if not verdict:
         if request.status != RequestStatus.PENDING:
             by = (
@@ -367,19 +378,7 @@ def _complete_approval(
 def deny(session: Session, rt: Runtime, request_id: str, actor: Actor, reason: str = "") -> AccessRequest:
     """An approver says no; the request ends."""
     now = rt.clock.now()
-    request = session.get(AccessRequest, request_id)
-    if request is None:
-        raise NotFound(f"no request {request_id}")
-    rule = current_rule(rt, request)
-    verdict = can_approve(
-        actor,
-        requester_id=request.requester_id,
-        approvers=rule.approvers,
-        allow_self_approval=True,  # anyone who may approve may also deny, even their own
-        status=request.status,
-        deadline=request.approval_deadline,
-        now=now,
-    )
+    request, verdict = _decision_rights(session, rt, request_id, actor, now=now, deny=True)
     if not verdict and actor.user_id != request.requester_id:
         if request.status != RequestStatus.PENDING:
             raise Conflict(
