@@ -2,7 +2,7 @@
 
 Synthetic data is bulk-loaded (multi-row inserts in large batches, the hash chain
 computed in Python as rows are generated), then typical queries (by grant, by
-instance, by user, each with a `--since`) are timed one by one.
+instance, by user, or none of these, each with a `--since`) are timed one by one.
 """
 
 from __future__ import annotations
@@ -190,14 +190,16 @@ def _queries(grants: int, count: int, seed: int) -> list[dict[str, Any]]:
     since = NOW - timedelta(days=7)
     made: list[dict[str, Any]] = []
     for n in range(count):
-        kind = n % 3
+        kind = n % 4
         recent = rng.randrange(int(grants * 0.85), grants)
         if kind == 0:
             made.append({"grant_id": f"g-{recent:010d}", "since": NOW - timedelta(days=90)})
         elif kind == 1:
             made.append({"instance_id": f"i-{recent % max(1, grants // 20):017x}", "since": since})
-        else:
+        elif kind == 2:
             made.append({"user_id": f"U{recent % max(1, grants // 50):06d}", "since": since})
+        else:  # a bare `/eice audit`: the newest grants of the window (ix_grants_created)
+            made.append({"since": since})
     return made
 
 

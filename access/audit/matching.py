@@ -125,14 +125,26 @@ def grant_window(grant: Grant) -> tuple[datetime, datetime]:
     return grant.starts_at - EARLY_SLACK, end + timedelta(seconds=grant.overshoot_s)
 
 
+def _refusal_flag(event: ParsedEvent, grant: Grant) -> str | None:
+    if not event.error_code:
+        return None
+    if event.event_time > grant.expires_at:
+        return "after_expiry"
+    revoked = grant.revoked_at
+    if revoked is not None and revoked < grant.expires_at and event.event_time >= revoked:
+        return "after_revoke"
+    return None
+
+
 def match_grant(
     event: ParsedEvent, grants: list[Grant], *, grace: timedelta
 ) -> tuple[Grant, str | None] | None:
     """The grant an event belongs to, and a flag when it deserves a second look.
 
-    Inside the window any attempt matches. After it, only a refused attempt does
-    (someone trying an expired grant, flagged "after_expiry"), up to `grace` later;
-    a successful one there means access from elsewhere, so it stays out-of-band.
+    Inside the window any attempt matches; a refused one after an early revocation
+    is flagged "after_revoke". After the window only a refused attempt does (someone
+    trying an expired grant, flagged "after_expiry"), up to `grace` later; a
+    successful one there means access from elsewhere, so it stays out-of-band.
     """
     inside: list[Grant] = []
     late: list[Grant] = []
@@ -146,8 +158,7 @@ def match_grant(
             late.append(grant)
     if inside:
         grant = max(inside, key=lambda g: g.starts_at)
-        expired = event.event_time > grant.expires_at
-        return grant, "after_expiry" if event.error_code and expired else None
+        return grant, _refusal_flag(event, grant)
     if late:
         return max(late, key=lambda g: g.starts_at), "after_expiry"
     return None

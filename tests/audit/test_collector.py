@@ -108,6 +108,27 @@ def test_a_refused_attempt_after_expiry_is_kept_with_the_grant_and_flagged(sandb
     ]
 
 
+def test_a_refused_attempt_after_an_early_revoke_is_flagged_as_such(sandbox, sqlite_db) -> None:
+    t0 = now()
+    with sqlite_db.transaction() as session:
+        grant = make_grant(
+            session,
+            ALICE,
+            starts_at=t0 - timedelta(minutes=20),
+            minutes=60,
+            revoked_at=t0 - timedelta(minutes=10),
+            status="revoked",
+        )
+    sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=15)))
+    sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=5), error_code="AccessDenied"))
+
+    CloudTrailCollector(make_runtime(sqlite_db)).poll()
+
+    opened, refused = _events(sqlite_db)
+    assert (opened.grant_id, opened.flag) == (grant.id, None)
+    assert (refused.grant_id, refused.error_code, refused.flag) == (grant.id, "AccessDenied", "after_revoke")
+
+
 def test_eice_use_without_a_grant_is_recorded_and_announced(sandbox, sqlite_db) -> None:
     t0 = now()
     with sqlite_db.transaction() as session:
