@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from access.clock import SystemClock, parse_iso
 from access.errors import AccessError
-from access.tunnel.client import TunnelSettings, run_stdio, serve_local_port
+from access.tunnel.client import TunnelSettings, run, run_stdio, serve_local_port
 from access.tunnel.duration import max_tunnel_duration
 from access.tunnel.ssh import run_ssh
 from access.tunnel.target import TunnelTarget, resolve_target
@@ -125,9 +124,9 @@ def tunnel_command(args: argparse.Namespace) -> int:
         if settings.credentials_provider() is None:
             return _fail("no AWS credentials found")
         if args.local_port is None:
-            asyncio.run(run_stdio(settings))
+            run(run_stdio(settings))
         else:
-            asyncio.run(serve_local_port(settings, args.local_port, max_connections=args.max_connections))
+            run(serve_local_port(settings, args.local_port, max_connections=args.max_connections))
     except AccessError as exc:
         return _fail(exc.message)
     except ValueError as exc:

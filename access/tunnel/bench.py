@@ -1,11 +1,24 @@
 """`eice bench tunnel`: throughput and round trips through client + OpenTunnel stand-in,
-against a direct loopback TCP connection to the same echo service, in the same run."""
+against a direct loopback TCP connection to the same echo service, in the same run.
+
+Four processes over loopback, on the same footing for both paths: this one (the load:
+a sender thread and a receiver), an echo service standing in for the instance, the
+stand-in (with the AWS sandbox) and the tunnel client (`eice tunnel --local-port`).
+Direct is load -> echo; the tunnel is load -> client -> stand-in -> echo. Each timed
+transfer starts on a connection that has already carried a round trip, so the tunnel's
+handshake is not counted as transfer time; direct and tunnel alternate for `ROUNDS`
+rounds and the medians are reported, which keeps a busy machine from favouring one.
+CPU time per MiB moved (all four processes) is reported beside throughput: it does
+not depend on how busy the machine is, and when the cores are shared the throughput
+ratio tends to the inverse of the CPU ratio.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -16,11 +29,29 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-CHUNK = 2**18
+from access.errors import InvalidInput
+
+CHUNK = 2**18  # load and echo read and write in 256 KiB pieces
+ROUNDS = 5
+SETUP = (
+    "4 processes on loopback: load (this one), echo service, OpenTunnel stand-in, tunnel client; "
+    "direct = load->echo, tunnel = load->client->stand-in->echo; handshake not timed; "
+    f"median of {ROUNDS} alternating rounds; client and stand-in event loop: "
+)
 
 
-def _echo_server() -> tuple[socket.socket, int]:
-    """A threaded TCP echo service on loopback (one thread per connection, big reads)."""
+def _setup() -> str:
+    """How this run was set up, including which event loop the tunnel's processes use."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return SETUP + "asyncio"
+    return SETUP + "uvloop"
+
+
+def _serve_echo() -> None:
+    """Child process: a threaded TCP echo service on loopback; prints its port, runs until
+    stdin closes (one thread per connection, big reads)."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve(conn: socket.socket) -> None:
@@ -38,14 +69,26 @@ def _echo_server() -> tuple[socket.socket, int]:
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    return listener, listener.getsockname()[1]
+    print(listener.getsockname()[1], flush=True)
+    sys.stdin.read()
+    listener.close()
+
+
+def _connect(port: int) -> socket.socket:
+    """A connection that has already carried one round trip (so a tunnel is open)."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=60)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.sendall(b"!")
+    if conn.recv(1) != b"!":
+        conn.close()
+        raise RuntimeError(f"no echo through port {port}")
+    return conn
 
 
 def _throughput(port: int, size: int) -> float:
-    """MB/s for `size` bytes sent and echoed back on one connection."""
+    """MB/s for `size` bytes sent and echoed back on one (already open) connection."""
     payload = os.urandom(CHUNK)
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with _connect(port) as conn:
 
         def send() -> None:
             sent = 0
@@ -54,15 +97,16 @@ def _throughput(port: int, size: int) -> float:
                 conn.sendall(piece)
                 sent += len(piece)
 
+        buffer = bytearray(CHUNK)
         started = time.perf_counter()
         writer = threading.Thread(target=send, daemon=True)
         writer.start()
         received = 0
         while received < size:
-            data = conn.recv(CHUNK)
-            if not data:
+            got = conn.recv_into(buffer)
+            if not got:
                 raise RuntimeError(f"connection ended after {received} of {size} bytes")
-            received += len(data)
+            received += got
         elapsed = time.perf_counter() - started
         writer.join()
     return size / elapsed / 1e6
@@ -72,8 +116,7 @@ def _rtt_p50_ms(port: int, samples: int) -> float:
     """Median round trip of a 64-byte message, in milliseconds."""
     message = b"x" * 64
     times = []
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with _connect(port) as conn:
         for index in range(samples + 5):
             started = time.perf_counter()
             conn.sendall(message)
@@ -153,75 +196,136 @@ def _stand_in(echo_port: int) -> None:
         sandbox.stop()
 
 
-def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, Any]:
-    """Run the tunnel benchmark; returns (and with `json_out` prints) the figures.
-
-    Three processes over loopback: this one (echo service and load), the stand-in (with
-    the AWS sandbox) and the tunnel client (`eice tunnel --local-port`).
-
-    Args:
-        json_out: print one JSON object instead of a short table.
-        size_mb: megabytes (MiB) pushed through and echoed back for throughput.
-        rtt_samples: round trips measured for the RTT median.
-    """
-    listener, echo_port = _echo_server()
-    stand_in = subprocess.Popen(
-        [sys.executable, "-m", "access.tunnel.bench", "--stand-in", str(echo_port)],
+def _child(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if env is not None else None,
+        env=env,
         text=True,
     )
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    if child.stdin is not None:
+        child.stdin.close()
+    try:
+        child.wait(10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(10)
+
+
+def _cpu_s(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) used so far by this process and `pids`; None off Linux."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def _measure(ports: dict[str, int], pids: list[int], size: int, rtt_samples: int) -> dict[str, float]:
+    """Alternating rounds of direct and tunnel transfers, then the round trips.
+
+    CPU per MiB counts every process of the bench (load, echo, stand-in, client): on a
+    busy machine throughput follows CPU cost, so the cost ratio explains the throughput one.
+    """
+    speeds: dict[str, list[float]] = {"direct": [], "tunnel": []}
+    cpu: dict[str, float] = {"direct": 0.0, "tunnel": 0.0}
+    ratios = []
+    for _ in range(ROUNDS):
+        for path in ("direct", "tunnel"):
+            before = _cpu_s(pids)
+            speeds[path].append(_throughput(ports[path], size))
+            after = _cpu_s(pids)
+            if before is not None and after is not None:
+                cpu[path] += after - before
+        ratios.append(speeds["tunnel"][-1] / speeds["direct"][-1])
+    mib = ROUNDS * size / 2**20
+    figures = {
+        "throughput_mb_s": round(statistics.median(speeds["tunnel"]), 1),
+        "direct_throughput_mb_s": round(statistics.median(speeds["direct"]), 1),
+        "rtt_p50_ms": round(_rtt_p50_ms(ports["tunnel"], rtt_samples), 3),
+        "direct_rtt_p50_ms": round(_rtt_p50_ms(ports["direct"], rtt_samples), 3),
+        "ratio": statistics.median(ratios),
+    }
+    if cpu["direct"] > 0 and cpu["tunnel"] > 0:
+        figures["cpu_per_mb_ms"] = round(cpu["tunnel"] * 1000 / mib, 2)
+        figures["direct_cpu_per_mb_ms"] = round(cpu["direct"] * 1000 / mib, 2)
+    return figures
+
+
+def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, Any]:
+    """Run the tunnel benchmark; returns the figures (and with `json_out` prints them).
+
+    Args:
+        json_out: also print the result as one JSON object.
+        size_mb: megabytes (MiB) pushed through and echoed back per round and path.
+        rtt_samples: round trips measured for each RTT median.
+    """
+    if size_mb < 1 or rtt_samples < 1:
+        raise InvalidInput("--size-mb and --rtt-samples must be at least 1")
+    setup = _setup()
+    print(f"setup: {setup}", file=sys.stderr, flush=True)
+    echo = _child("access.tunnel.bench", "--echo")
+    stand_in: subprocess.Popen[str] | None = None
     client: subprocess.Popen[str] | None = None
     try:
+        assert echo.stdout is not None
+        echo_port = int(echo.stdout.readline() or 0)
+        if not echo_port:
+            raise RuntimeError("the echo service did not start")
+        stand_in = _child("access.tunnel.bench", "--stand-in", str(echo_port))
         assert stand_in.stdout is not None
         ready = json.loads(stand_in.stdout.readline() or "null")
         if not ready:
             raise RuntimeError("the OpenTunnel stand-in did not start")
         expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        client = subprocess.Popen(
-            [sys.executable, "-m", "access.cli.main", "tunnel", ready["instance_id"],
-             "--local-port", "0", "--expires", expires],
+        client = _child(
+            "access.cli.main", "tunnel", ready["instance_id"], "--local-port", "0", "--expires", expires,
             env=ready["env"],
-            stderr=subprocess.PIPE,
-            text=True,
         )  # fmt: skip
         assert client.stderr is not None
         line = client.stderr.readline()
         found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         if found is None:
             raise RuntimeError(f"the tunnel client did not start: {line.strip()}")
-        tunnel_port = int(found.group(1))
-        size = size_mb * 2**20
-        direct_mb_s = _throughput(echo_port, size)
-        tunnel_mb_s = _throughput(tunnel_port, size)
-        direct_rtt = _rtt_p50_ms(echo_port, rtt_samples)
-        tunnel_rtt = _rtt_p50_ms(tunnel_port, rtt_samples)
+        figures = _measure(
+            {"direct": echo_port, "tunnel": int(found.group(1))},
+            [echo.pid, stand_in.pid, client.pid],
+            size_mb * 2**20,
+            rtt_samples,
+        )
     finally:
         if client is not None:
             client.send_signal(signal.SIGINT)
             client.wait(10)
-        if stand_in.stdin is not None:
-            stand_in.stdin.close()
-        stand_in.wait(10)
-        listener.close()
-    figures: dict[str, float] = {
-        "throughput_mb_s": round(tunnel_mb_s, 1),
-        "direct_throughput_mb_s": round(direct_mb_s, 1),
-        "rtt_p50_ms": round(tunnel_rtt, 3),
-        "direct_rtt_p50_ms": round(direct_rtt, 3),
+        for child in (stand_in, echo):
+            if child is not None:
+                _stop(child)
+    ratio = figures.pop("ratio")
+    result = {
+        "benchmark": "tunnel",
+        "setup": setup,
+        "figures": figures,
+        "ratios": {"throughput": round(ratio, 3)},
     }
-    ratios = {"throughput": round(tunnel_mb_s / direct_mb_s, 3)}
-    result = {"benchmark": "tunnel", "figures": figures, "ratios": ratios}
     if json_out:
         print(json.dumps(result))
-    else:
-        for name, value in {**figures, **ratios}.items():
-            print(f"{name:24} {value}")
     return result
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--stand-in"]:
         _stand_in(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--echo"]:
+        _serve_echo()
     else:
-        bench_tunnel("--json" in sys.argv, 50, 500)
+        print(json.dumps(bench_tunnel(False, 50, 500)))

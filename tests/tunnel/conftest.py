@@ -3,11 +3,15 @@ SendSSHPublicKey, and an SSH server per instance. Never a real account."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import socket
+import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +22,9 @@ import pytest
 from botocore.credentials import Credentials
 
 from access.grants.policy import GrantScope, grant_policy
-from access.tunnel.client import TunnelSettings
+from access.tunnel.client import TunnelSettings, carry
+from access.tunnel.connection import TunnelConnection
+from access.tunnel.local import LocalConnection
 from access.tunnel.target import TunnelTarget
 from sandbox.aws.eice import TunnelServer
 from sandbox.aws.instance_connect import InstanceConnectService
@@ -176,3 +182,63 @@ def holding(stack: Stack, role: str, document: dict[str, Any] | None) -> Iterato
 def ca_path(stack: Stack) -> Path:
     assert stack.tls_tunnels.ca_path is not None
     return stack.tls_tunnels.ca_path
+
+
+@asynccontextmanager
+async def local_end(tunnel: TunnelConnection) -> AsyncIterator[tuple[socket.socket, asyncio.Task[None]]]:
+    """Carry `tunnel` to one end of a loopback socket pair, as `--local-port` does for an
+    accepted connection; yields the other end (non-blocking, for `loop.sock_*`) and the
+    task carrying the tunnel (it ends with the tunnel, raising what `carry` raises)."""
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    _, local = await loop.connect_accepted_socket(LocalConnection, ours)
+    carrying = asyncio.create_task(carry(tunnel, local))
+    try:
+        yield theirs, carrying
+    finally:
+        theirs.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(carrying, 10)
+
+
+async def recv_exactly(sock: socket.socket, size: int, timeout_s: float = 30) -> bytes:
+    """Read `size` bytes from a non-blocking socket (fewer only if it ends first)."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    async with asyncio.timeout(timeout_s):
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, min(2**18, size - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    return bytes(data)
+
+
+@contextmanager
+def echo_instead_of_ssh(stack: Stack) -> Iterator[None]:
+    """Point web-1:22 at a TCP echo service for the block (the instance's side of a bulk copy)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    def echo(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(2**18):
+                conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    key = (stack.web.private_ip, 22)
+    saved = stack.sandbox.targets[key]
+    stack.sandbox.targets[key] = listener.getsockname()
+    try:
+        yield
+    finally:
+        stack.sandbox.targets[key] = saved
+        listener.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,21 +18,27 @@ from botocore.exceptions import ClientError
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from access.tunnel.client import TunnelSettings, open_tunnel, pump
-from access.tunnel.errors import TunnelClosed, TunnelRefused
+from access.tunnel.client import TunnelSettings, open_tunnel
+from access.tunnel.errors import TunnelClosed, TunnelError, TunnelRefused
 from access.tunnel.presign import presign_open_tunnel_url
 
-from .conftest import Person, Stack, grant_document, holding
+from .conftest import Person, Stack, echo_instead_of_ssh, grant_document, holding, local_end, recv_exactly
 
 
-def _open(settings: TunnelSettings) -> Any:
-    async def run() -> Any:
-        ws = await open_tunnel(settings)
-        banner = await asyncio.wait_for(ws.recv(), 5)
-        await ws.close()
-        return banner
+async def _banner(settings: TunnelSettings) -> bytes:
+    """The instance's first bytes through a tunnel, then a clean close from our side."""
+    tunnel = await open_tunnel(settings)
+    async with local_end(tunnel) as (peer, carrying):
+        loop = asyncio.get_running_loop()
+        banner = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
+        peer.shutdown(socket.SHUT_WR)  # local EOF: close 1000, and the carry ends
+        await asyncio.wait_for(carrying, 10)
+    assert tunnel.close_code == 1000
+    return banner
 
-    return asyncio.run(run())
+
+def _open(settings: TunnelSettings) -> bytes:
+    return asyncio.run(_banner(settings))
 
 
 def _refusal(settings: TunnelSettings) -> TunnelRefused:
@@ -40,7 +50,7 @@ def _refusal(settings: TunnelSettings) -> TunnelRefused:
 def test_a_granted_tunnel_reaches_the_instance_ssh_server(stack: Stack) -> None:
     with holding(stack, "alice", grant_document(stack)) as alice:
         banner = _open(alice.settings(stack, max_s=600))
-    assert bytes(banner).startswith(b"SSH-2.0-")
+    assert banner.startswith(b"SSH-2.0-")
 
 
 def test_no_policy_is_access_denied(stack: Stack) -> None:
@@ -91,18 +101,20 @@ def test_other_os_user_cannot_push_a_key(stack: Stack) -> None:
 
 
 def test_tunnel_closes_cleanly_at_its_max_tunnel_duration(stack: Stack) -> None:
-    async def run(settings: TunnelSettings) -> tuple[float, int | None]:
-        ws = await open_tunnel(settings)
+    async def run(settings: TunnelSettings) -> tuple[float, int | None, bytes]:
+        tunnel = await open_tunnel(settings)
         started = time.monotonic()
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await ws.recv()
-        return time.monotonic() - started, ws.close_code
+        async with local_end(tunnel) as (peer, carrying):
+            await asyncio.wait_for(carrying, 10)  # returns: 1000 is a clean end
+            lasted = time.monotonic() - started
+            received = await recv_exactly(peer, 4096, 5)  # the banner, then EOF
+        return lasted, tunnel.close_code, received
 
     with holding(stack, "alice", grant_document(stack)) as alice:
-        lasted, code = asyncio.run(run(alice.settings(stack, max_s=2)))
+        lasted, code, received = asyncio.run(run(alice.settings(stack, max_s=2)))
     assert code == 1000
     assert 1.8 < lasted < 4
+    assert received.startswith(b"SSH-2.0-")
 
 
 def test_an_unreachable_target_closes_with_a_reason(stack: Stack) -> None:
@@ -114,16 +126,12 @@ def test_an_unreachable_target_closes_with_a_reason(stack: Stack) -> None:
         settings = alice.settings(stack, max_s=600, private_ip="10.0.1.250")
 
         async def run() -> None:
-            ws = await open_tunnel(settings)
-            await pump(ws, asyncio.Event().wait, _discard)  # type: ignore[arg-type]
+            async with local_end(await open_tunnel(settings)) as (_, carrying):
+                await asyncio.wait_for(carrying, 10)
 
         with pytest.raises(TunnelClosed) as closed:
             asyncio.run(run())
     assert (closed.value.code, closed.value.reason) == (1011, "Unable to connect to target")
-
-
-async def _discard(_: bytes) -> None:
-    return None
 
 
 def test_the_21st_concurrent_tunnel_through_an_endpoint_is_refused(stack: Stack) -> None:
@@ -136,10 +144,13 @@ def test_the_21st_concurrent_tunnel_through_an_endpoint_is_refused(stack: Stack)
             except TunnelRefused as exc:
                 refused = exc
         finally:
-            await asyncio.gather(*(ws.close() for ws in tunnels))
+            for tunnel in tunnels:
+                tunnel.close()
+            await asyncio.wait_for(asyncio.gather(*(t.closed for t in tunnels)), 10)
         await asyncio.sleep(0.2)
         again = await open_tunnel(settings)
-        await again.close()
+        again.close()
+        await asyncio.wait_for(again.closed, 10)
         return refused, True
 
     with holding(stack, "carol", grant_document(stack)) as carol:
@@ -292,19 +303,20 @@ def test_wrong_service_in_the_scope_is_refused(stack: Stack) -> None:
 
 
 def test_text_and_oversized_frames_close_only_that_tunnel(stack: Stack) -> None:
+    # websockets' own client sends what ours never would: a TEXT frame, a 1 MiB + 1 frame.
     async def run(settings: TunnelSettings) -> tuple[int | None, int | None, bytes]:
         healthy = await open_tunnel(settings)
-        text = await open_tunnel(settings)
-        await text.send("hello")
-        with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(_drain(text), 5)
-        big = await open_tunnel(settings)
-        await big.send(b"\0" * (2**20 + 1))
-        with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(_drain(big), 5)
-        banner = await asyncio.wait_for(healthy.recv(), 5)
-        await healthy.close()
-        return text.close_code, big.close_code, bytes(banner)  # type: ignore[arg-type]
+        async with local_end(healthy) as (peer, _):
+            text = await connect(settings.url(), proxy=None, compression=None, open_timeout=5)
+            await text.send("hello")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(_drain(text), 5)
+            big = await connect(settings.url(), proxy=None, compression=None, max_size=None, open_timeout=5)
+            await big.send(b"\0" * (2**20 + 1))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(_drain(big), 5)
+            banner = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(peer, 100), 5)
+        return text.close_code, big.close_code, banner
 
     with holding(stack, "alice", grant_document(stack)) as alice:
         text_code, big_code, banner = asyncio.run(run(alice.settings(stack, max_s=600)))
@@ -316,3 +328,65 @@ def test_text_and_oversized_frames_close_only_that_tunnel(stack: Stack) -> None:
 async def _drain(ws: Any) -> None:
     while True:
         await ws.recv()
+
+
+# --- the data phase --------------------------------------------------------------------
+
+
+def test_a_chunk_bigger_than_any_frame_limit_crosses_intact(stack: Stack) -> None:
+    # 3 MiB handed to the tunnel at once is over the stand-in's 1 MiB frame limit (1009 if
+    # sent as one frame): the client must cut it into frames, and the bytes come back whole.
+    payload = os.urandom(3 * 2**20)
+
+    async def run(settings: TunnelSettings) -> bytes:
+        tunnel = await open_tunnel(settings)
+        async with local_end(tunnel) as (peer, _):
+            tunnel.send(payload)
+            return await recv_exactly(peer, len(payload))
+
+    with echo_instead_of_ssh(stack), holding(stack, "alice", grant_document(stack)) as alice:
+        received = asyncio.run(run(alice.settings(stack, max_s=600)))
+    assert hashlib.sha256(received).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+# --- endpoints that never answer -------------------------------------------------------
+
+
+def _silent_endpoint(close_at_once: bool) -> socket.socket:
+    """A loopback listener that accepts and then says nothing (or hangs up at once)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        held = []
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if close_at_once:
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@pytest.mark.parametrize("close_at_once", [False, True], ids=["never_answers", "hangs_up"])
+def test_an_endpoint_that_does_not_answer_the_handshake_is_one_clear_error(
+    stack: Stack, close_at_once: bool
+) -> None:
+    listener = _silent_endpoint(close_at_once)
+    try:
+        with holding(stack, "alice", grant_document(stack)) as alice:
+            settings = alice.settings(stack, max_s=600, dns_name=f"127.0.0.1:{listener.getsockname()[1]}")
+            settings.open_timeout_s = 0.5
+            started = time.monotonic()
+            with pytest.raises(TunnelError) as failed:
+                asyncio.run(open_tunnel(settings))
+            waited = time.monotonic() - started
+    finally:
+        listener.close()
+    assert failed.value.message.startswith("could not open a tunnel through 127.0.0.1:")
+    assert not isinstance(failed.value, TunnelRefused)
+    assert waited < 5  # bounded by the open timeout, not hanging
