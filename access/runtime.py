@@ -11,7 +11,7 @@ from datetime import datetime
 
 from access.aws.calls import AwsClients
 from access.aws.iam import IamPolicies
-from access.clock import Clock, SystemClock
+from access.clock import AnchoredClock, Clock, SystemClock
 from access.config.loader import load_config
 from access.config.model import Config
 from access.db import Database
@@ -47,11 +47,16 @@ class Runtime:
         """Build from the environment (raises ConfigError for a bad `eice.toml`)."""
         settings = settings or get_settings()
         clients = AwsClients()
+        # Expiry decisions follow AWS's clock, not this machine's (which may jump).
+        clock = AnchoredClock(SystemClock())
+        clients.on_server_time(clock.observe)
+        clock.calibrate = lambda: clients.client("sts", clients_region()).get_caller_identity()
         return cls(
             db=Database(settings.eice_database_url),
             config=config if config is not None else load_config(settings.eice_config),
             clients=clients,
             iam=IamPolicies(clients),
+            clock=clock,
             worker_id=settings.eice_replica_id
             or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             claim_lease_s=settings.eice_claim_lease_s,
@@ -59,6 +64,11 @@ class Runtime:
             revoke_workers=settings.eice_revoke_workers,
             reaper_interval_s=settings.eice_reaper_interval_s,
         )
+
+
+def clients_region() -> str:
+    """The region for global calls (STS): the environment's, else us-east-1."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def new_id(prefix: str) -> str:

@@ -13,3 +13,10 @@ class Action(StrEnum):
     REVOKE = "eice_revoke"
     EXTEND = "eice_extend"
     CANCEL = "eice_cancel"
+
+
+class AuditAction(StrEnum):
+    """`/eice audit` page buttons; the value is JSON `{"q": command text, "page": n}`."""
+
+    PREVIOUS = "audit_page_previous"
+    NEXT = "audit_page_next"

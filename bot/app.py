@@ -24,6 +24,9 @@ def web_client(settings: Settings) -> WebClient:
         token=settings.slack_bot_token.get_secret_value(),
         base_url=base if base.endswith("/") else base + "/",
         timeout=10,
+        # No transparent retry: a post whose answer was lost would be posted twice. The
+        # outbox retries instead, and looks for the card before posting it again.
+        retry_handlers=[],
     )
 
 

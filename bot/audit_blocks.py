@@ -7,15 +7,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
 from access.audit.export import connection_line
 from access.audit.queries import Connection, GrantAudit
 from access.durations import format_duration, parse_duration
 from access.errors import InvalidInput
+from bot.actions import AuditAction
 
 USAGE = "usage: `/eice audit [i-... | @user | g-...] [--since 7d]`"
+PAGE_SIZE = 5  # grants per Slack page: each takes three blocks and up to 8 connection lines
+MAX_PAGE = 1000
+MAX_QUERY_TEXT = 1500
 DEFAULT_SINCE = timedelta(days=7)
 MAX_SINCE = timedelta(days=90)  # CloudTrail's own horizon
 MAX_LINES_PER_GRANT = 8
@@ -23,13 +26,6 @@ _INSTANCE = re.compile(r"^i-[0-9a-f]{8,17}$")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GRANT = re.compile(r"^g-[a-z0-9]{4,36}$")
-
-
-class AuditAction(StrEnum):
-    """Action IDs of the pagination buttons; the value is JSON {"q": text, "page": n}."""
-
-    PREVIOUS = "audit_page_previous"
-    NEXT = "audit_page_next"
 
 
 @dataclass(frozen=True)
@@ -40,6 +36,11 @@ class AuditQuery:
     user_id: str | None = None
     grant_id: str | None = None
     since: timedelta = DEFAULT_SINCE
+
+    def as_text(self) -> str:
+        """The canonical `/eice audit` arguments for this query (`parse_audit_args` reads them back)."""
+        subject = self.instance_id or (f"<@{self.user_id}>" if self.user_id else self.grant_id)
+        return " ".join(filter(None, [subject, f"--since {format_duration(self.since)}"]))
 
     def describe(self) -> str:
         subject = self.instance_id or (f"<@{self.user_id}>" if self.user_id else self.grant_id)
@@ -161,16 +162,69 @@ def audit_blocks(
     page_size = max(1, min(page_size, 10))
     pages = max(1, -(-len(results) // page_size))
     page = max(0, min(page, pages - 1))
-    shown = results[page * page_size : (page + 1) * page_size]
+    return _render(
+        results[page * page_size : (page + 1) * page_size],
+        page=page,
+        summary=f"{len(results)} grants, page {page + 1} of {pages}",
+        has_next=page + 1 < pages,
+        query=query,
+        query_text=query_text,
+        out_of_band=out_of_band,
+    )
+
+
+def audit_page_blocks(
+    rows: Sequence[GrantAudit],
+    page: int,
+    page_size: int,
+    *,
+    has_more: bool,
+    query: AuditQuery | None = None,
+    query_text: str = "",
+    out_of_band: Sequence[Connection] = (),
+) -> list[dict[str, Any]]:
+    """Block Kit for one page fetched on its own (`limit`/`offset`), so no total is known.
+
+    Args:
+        rows: the grants of this page only, newest first.
+        page: zero-based page number the rows were fetched for.
+        page_size: grants per page (the offset was `page * page_size`).
+        has_more: whether a further page exists (fetch `page_size + 1` rows to know).
+        query, query_text, out_of_band: as for `audit_blocks`.
+    """
+    first = page * page_size + 1
+    if rows:
+        summary = f"grants {first}-{first + len(rows) - 1}, page {page + 1}"
+        summary += ", more on the next page" if has_more else ", the last page"
+    else:
+        summary = f"page {page + 1}: no grants this far back" if page else "no grants"
+    return _render(
+        rows,
+        page=page,
+        summary=summary,
+        has_next=has_more,
+        query=query,
+        query_text=query_text,
+        out_of_band=out_of_band,
+    )
+
+
+def _render(
+    shown: Sequence[GrantAudit],
+    *,
+    page: int,
+    summary: str,
+    has_next: bool,
+    query: AuditQuery | None,
+    query_text: str,
+    out_of_band: Sequence[Connection],
+) -> list[dict[str, Any]]:
     heading = f"Audit: {query.describe()}" if query else "Audit"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": heading[:150]}},
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"{len(results)} grants, page {page + 1} of {pages}"}],
-        },
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": summary}]},
     ]
-    if not results:
+    if not shown:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No matching grants."}})
     for r in shown:
         blocks.append({"type": "divider"})
@@ -189,11 +243,35 @@ def audit_blocks(
     buttons = []
     if page > 0:
         buttons.append(_page_button(AuditAction.PREVIOUS, "Previous", query_text, page - 1))
-    if page + 1 < pages:
+    if has_next:
         buttons.append(_page_button(AuditAction.NEXT, "Next", query_text, page + 1))
     if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
+        blocks.append({"type": "actions", "block_id": "audit-pages", "elements": buttons})
     return blocks
+
+
+def parse_page_value(value: str) -> tuple[str, AuditQuery, int]:
+    """A page button's value back into (command text, query, page), refusing anything else.
+
+    Raises:
+        InvalidInput: not the JSON this module writes, a page out of range, or a query
+            that `/eice audit` itself would refuse.
+    """
+    bad = "that page button is not one this bot made; run `/eice audit` again"
+    if not isinstance(value, str) or len(value) > MAX_QUERY_TEXT + 100:
+        raise InvalidInput(bad)
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise InvalidInput(bad) from None
+    if not isinstance(data, dict) or set(data) != {"q", "page"}:
+        raise InvalidInput(bad)
+    text, page = data["q"], data["page"]
+    if not isinstance(text, str) or len(text) > MAX_QUERY_TEXT:
+        raise InvalidInput(bad)
+    if isinstance(page, bool) or not isinstance(page, int) or not 0 <= page <= MAX_PAGE:
+        raise InvalidInput(f"page {str(page)[:20]!r} is out of range (0 to {MAX_PAGE}); {bad}")
+    return text, parse_audit_args(text), page
 
 
 def audit_text(

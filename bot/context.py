@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
@@ -12,10 +13,17 @@ from bot.metrics import BotMetrics
 from bot.outbox import OutboxDispatcher
 from bot.router import Router
 
+if TYPE_CHECKING:
+    from bot.workers import CommandWorkers
+
 
 @dataclass
 class Bot:
-    """The runtime plus the Slack-side services: directory, outbox dispatcher, router, metrics."""
+    """The runtime plus the Slack-side services: directory, outbox dispatcher, router, metrics.
+
+    `workers`, when set, runs `/eice` commands after their ack in worker processes
+    (`eice serve`); without it they run as Bolt lazy listeners in this process.
+    """
 
     rt: Runtime
     client: WebClient
@@ -23,9 +31,17 @@ class Bot:
     dispatcher: OutboxDispatcher
     router: Router
     metrics: BotMetrics
+    workers: CommandWorkers | None = None
 
     @classmethod
-    def create(cls, rt: Runtime, client: WebClient, *, metrics: BotMetrics | None = None) -> Bot:
+    def create(
+        cls,
+        rt: Runtime,
+        client: WebClient,
+        *,
+        metrics: BotMetrics | None = None,
+        workers: CommandWorkers | None = None,
+    ) -> Bot:
         """Wire the services for `rt` around `client`."""
         from bot.listeners.commands import default_router
 
@@ -37,4 +53,5 @@ class Bot:
             dispatcher=OutboxDispatcher(rt, client, on_revoked=metrics.observe_revoked),
             router=default_router(),
             metrics=metrics,
+            workers=workers,
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,7 @@ class Note:
     request_id: str | None
     grant_id: str | None
     payload: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # earlier deliveries that failed (their outcome may be unknown)
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,12 @@ class Notifier:
     def _card_channel(self, request: AccessRequest) -> str | None:
         return request.card_channel or request.approvals_channel or self.rt.config.defaults.approvals_channel
 
-    def _sync_card(self, snap: Snapshot) -> After | None:
-        """Post the card, or update it in place when it already has a ts."""
+    def _sync_card(self, snap: Snapshot, *, retry: bool = True) -> After | None:
+        """Post the card, or update it in place when it already has a ts.
+
+        On a retry an earlier post may have landed with its answer lost: the channel is
+        searched for that card first, so a request never gets two.
+        """
         request = snap.request
         if request is None:
             return None
@@ -116,6 +122,12 @@ class Notifier:
             log.warning("request %s: no approvals channel configured; no card", request.id)
             return None
         text, body = blocks.approval_card(request, snap.approvals, grant=snap.grant)
+        if not request.card_ts and retry:
+            found = self._find_card(channel, request.id)
+            if found is not None:
+                request.card_channel, request.card_ts = channel, found
+                with self.rt.db.transaction() as s:
+                    _store_card(request.id, channel, found)(s)
         if request.card_ts and request.card_channel:
             self.client.chat_update(channel=request.card_channel, ts=request.card_ts, text=text, blocks=body)
             return None
@@ -124,7 +136,20 @@ class Notifier:
         return _store_card(request.id, posted["channel"], posted["ts"])
 
     def _card(self, note: Note, snap: Snapshot) -> After | None:
-        return self._sync_card(snap)
+        # Only a request's first card post, tried for the first time, can skip the search.
+        return self._sync_card(snap, retry=note.attempts > 0 or note.kind != "request.created")
+
+    def _find_card(self, channel: str, request_id: str) -> str | None:
+        """The ts of a card for `request_id` already in `channel` (recent history), if any."""
+        try:
+            answer = self.client.conversations_history(channel=channel, limit=200)
+        except SlackApiError:
+            return None
+        for message in answer.get("messages") or []:
+            top_level = not message.get("thread_ts") and message.get("bot_id")
+            if top_level and request_id in str(message.get("blocks")):
+                return str(message["ts"])
+        return None
 
     def _thread(self, snap: Snapshot, text: str) -> None:
         request = snap.request

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from access.failpoints import failpoint
 from access.grants.models import Grant
 from access.outbox.service import claim, mark_failed, mark_sent
 from access.runtime import Runtime
@@ -118,9 +119,12 @@ class OutboxDispatcher:
             now = self.rt.clock.now()
             with self.rt.db.transaction() as session:
                 rows = claim(session, worker=self.worker, now=now, lease_s=LEASE_S, limit=self.batch)
-                notes = [Note(r.id, r.kind, r.request_id, r.grant_id, dict(r.payload)) for r in rows]
+                notes = [
+                    Note(r.id, r.kind, r.request_id, r.grant_id, dict(r.payload), r.attempts) for r in rows
+                ]
             sent = 0
             for index, note in enumerate(notes):
+                failpoint("after_commit_before_slack_update")
                 try:
                     after = self.notifier.deliver(note)
                 except SlackApiError as exc:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def packages() -> list[Path]:
     found = sorted(p for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py")))
     # Longest first so the two lanes finish together.
-    slow_first = ["bot", "core", "audit", "tunnel", "preflight"]
+    slow_first = ["chaos", "audit", "core", "bot", "bench", "tunnel", "preflight"]
     return sorted(found, key=lambda p: slow_first.index(p.name) if p.name in slow_first else 99)
 
 

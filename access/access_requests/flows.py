@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from access.access_requests import service
 from access.access_requests.models import AccessRequest, Approval, RequestStatus
 from access.audit.service import record
+from access.aws.calls import aws_failures_as
 from access.aws.ec2 import EndpointInfo, InstanceInfo, find_endpoint, find_instance
 from access.config.model import OS_USER
 from access.config.permissions import Actor, Verdict, can_approve, can_break_glass, can_request
@@ -78,6 +79,11 @@ def prepare_request(rt: Runtime, inp: RequestInput) -> PreparedRequest:
     Raises:
         AccessError: any reason the request cannot be made, in words for the requester.
     """
+    with aws_failures_as("a lookup for this request"):
+        return _prepare(rt, inp)
+
+
+def _prepare(rt: Runtime, inp: RequestInput) -> PreparedRequest:
     duration = parse_duration(inp.duration)
     if inp.port is not None and not 1 <= inp.port <= 65535:
         raise InvalidInput(f"port {inp.port} is not between 1 and 65535")

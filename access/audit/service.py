@@ -54,29 +54,54 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one row to the chain, inside the caller's transaction."""
+    entry = AuditEntry(kind, actor, at, request_id, grant_id, instance_id, detail)
+    return record_many(session, [entry])[0]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row to append (`record`'s arguments), for `record_many`."""
+
+    kind: str
+    actor: str
+    at: datetime
+    request_id: str | None = None
+    grant_id: str | None = None
+    instance_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def record_many(session: Session, entries: list[AuditEntry]) -> list[AuditEvent]:
+    """Append rows to the chain in order, with one head read and one flush for them all."""
+    if not entries:
+        return []
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
     head = session.execute(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-    # Round-trip the detail through JSON now so the hash covers what will be read back.
-    detail_json = json.loads(json.dumps(detail or {}, sort_keys=True, default=str))
-    row = AuditEvent(
-        seq=seq,
-        at=at.replace(microsecond=at.microsecond),
-        kind=kind,
-        actor=actor,
-        request_id=request_id,
-        grant_id=grant_id,
-        instance_id=instance_id,
-        detail=detail_json,
-        prev_hash=prev,
-    )
-    row.hash = chain_hash(prev, row)
-    session.add(row)
+    rows = []
+    for entry in entries:
+        # Round-trip the detail through JSON now so the hash covers what will be read back.
+        detail_json = json.loads(json.dumps(entry.detail or {}, sort_keys=True, default=str))
+        row = AuditEvent(
+            seq=seq,
+            at=entry.at.replace(microsecond=entry.at.microsecond),
+            kind=entry.kind,
+            actor=entry.actor,
+            request_id=entry.request_id,
+            grant_id=entry.grant_id,
+            instance_id=entry.instance_id,
+            detail=detail_json,
+            prev_hash=prev,
+        )
+        row.hash = chain_hash(prev, row)
+        rows.append(row)
+        seq, prev = seq + 1, row.hash
+    session.add_all(rows)
     session.flush()
-    return row
+    return rows
 
 
 @dataclass(frozen=True)

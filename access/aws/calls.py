@@ -5,12 +5,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+
+from access.errors import AwsError
 
 T = TypeVar("T")
 
@@ -83,13 +88,32 @@ class AwsClients:
         self._session = session or boto3.Session()
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._time_observers: list[Callable[[datetime], None]] = []
 
     def client(self, service: str, region: str) -> Any:
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = self._session.client(service, region_name=region, config=BOTO_CONFIG)  # type: ignore[call-overload]
+                client = self._session.client(service, region_name=region, config=BOTO_CONFIG)  # type: ignore[call-overload]
+                client.meta.events.register("after-call", self._after_call)
+                self._clients[key] = client
             return self._clients[key]
+
+    def on_server_time(self, observer: Callable[[datetime], None]) -> None:
+        """Call `observer` with AWS's time (the `Date` header) after every answer."""
+        self._time_observers.append(observer)
+
+    def _after_call(self, http_response: Any = None, **_kwargs: Any) -> None:
+        if not self._time_observers or http_response is None:
+            return
+        raw = http_response.headers.get("Date")
+        try:
+            at = parsedate_to_datetime(raw) if raw else None
+        except (TypeError, ValueError):
+            at = None
+        if at is not None:
+            for observer in self._time_observers:
+                observer(at)
 
     def ec2(self, region: str) -> Any:
         return self.client("ec2", region)
@@ -99,3 +123,14 @@ class AwsClients:
 
     def cloudtrail(self, region: str) -> Any:
         return self.client("cloudtrail", region)
+
+
+@contextmanager
+def aws_failures_as(what: str) -> Iterator[None]:
+    """Turn an AWS failure that outlasted the retries into an `AwsError` saying what failed."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        code = error_code(exc) or type(exc).__name__
+        message = f"AWS refused or failed {what} ({code}); nothing was changed, try again shortly"
+        raise AwsError(message) from exc

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from access.aws.calls import AwsClients, error_code, with_retries
+from access.aws.lookups import memoised, remember
 from access.errors import Ambiguous, InvalidInput, NotFound
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
@@ -101,6 +102,13 @@ def find_instance(clients: AwsClients, regions: Sequence[str], ref: str) -> Inst
         Ambiguous: a Name tag matches several instances (they are listed).
     """
     ref = ref.strip()
+    key = ("instance", id(clients), tuple(regions), ref)
+    found = memoised(key, lambda: _find_instance(clients, regions, ref))
+    remember(("instance", id(clients), tuple(regions), found.instance_id), found)
+    return found
+
+
+def _find_instance(clients: AwsClients, regions: Sequence[str], ref: str) -> InstanceInfo:
     if ref.startswith("i-"):
         if not INSTANCE_ID.match(ref):
             raise InvalidInput(f"{ref[:40]!r} is not an instance ID (i- and 8 or 17 hex digits)")
@@ -146,6 +154,11 @@ def _endpoint(raw: dict[str, Any]) -> EndpointInfo:
 
 def list_endpoints(clients: AwsClients, region: str, vpc_id: str) -> list[EndpointInfo]:
     """Every endpoint in the VPC, whatever its state."""
+    key = ("endpoints", id(clients), region, vpc_id)
+    return list(memoised(key, lambda: _list_endpoints(clients, region, vpc_id)))
+
+
+def _list_endpoints(clients: AwsClients, region: str, vpc_id: str) -> list[EndpointInfo]:
     ec2 = clients.ec2(region)
     found: list[EndpointInfo] = []
     token: str | None = None

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from access.aws.calls import AwsClients, error_code, with_retries
+from access.aws.lookups import memoised
 from access.config.model import PRINCIPAL_ARN
 from access.errors import InvalidInput
 
@@ -116,6 +117,9 @@ class IamPolicies:
 
     def exists(self, principal_arn: str) -> bool:
         """Whether the role or user exists."""
+        return memoised(("principal", id(self.clients), principal_arn), lambda: self._exists(principal_arn))
+
+    def _exists(self, principal_arn: str) -> bool:
         p = parse_principal(principal_arn)
         iam = self._iam()
         try:

@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from access.errors import AccessError
+
 # Each module exposes `register(subparsers)` and sets `func` on the parsers it adds.
 # Imported lazily by name so that `eice --help` stays fast and a broken optional
 # part does not take the whole CLI down.
@@ -50,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    result = func(args)
+    try:
+        result = func(args)
+    except AccessError as exc:
+        print(f"eice {args.command}: {exc.message}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -11,9 +11,10 @@ import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm import Session, defer
 
-from access.audit.service import record
+from access.audit.service import AuditEntry, record, record_many
 from access.aws.calls import error_code
 from access.config.permissions import Actor, can_revoke
 from access.config.rules import Target, effective_rule
@@ -289,52 +290,121 @@ def revoke_grant(rt: Runtime, grant_id: str) -> str:
     try:
         request_id = rt.iam.delete(principal, name)
     except Exception as exc:
-        return _revoke_failed(rt, grant_id, exc)
+        return revoke_failed(rt, grant_id, exc)
     failpoint("after_delete_before_commit")
     now = rt.clock.now()
     with rt.db.transaction() as session:
         grant = session.get(Grant, grant_id)
         assert grant is not None
-        failed = grant.applied_at is None and (grant.revoke_reason or "").startswith(APPLY_FAILED)
-        final = GrantStatus.FAILED if failed else GrantStatus.REVOKED
-        if not service.transition(
-            session,
-            grant_id,
-            frm=GrantStatus.REVOKING,
-            to=final,
-            revoked_at=now,
-            delete_request_id=request_id,
-            claimed_by=None,
-            claim_expires_at=None,
-            next_attempt_at=None,
-        ):
-            return grant.status
-        lag = (now - grant.expires_at).total_seconds()
-        record(
-            session,
-            "grant.revoked" if final == GrantStatus.REVOKED else "grant.cleaned_up",
-            actor=grant.revoked_by or "eice",
-            at=now,
-            request_id=grant.request_id,
-            grant_id=grant_id,
-            instance_id=grant.instance_id,
-            detail={
-                "aws_request_id": request_id,
-                "reason": grant.revoke_reason or "expired",
-                "lag_s": round(lag, 3),
-            },
-        )
-        enqueue(
-            session,
-            "grant.revoked" if final == GrantStatus.REVOKED else "grant.failed_cleaned",
-            now=now,
-            request_id=grant.request_id,
-            grant_id=grant_id,
-        )
-        return final
+        return finish_revoked(session, grant, request_id, now=now)
 
 
-def _revoke_failed(rt: Runtime, grant_id: str, exc: Exception) -> str:
+def finish_revoked(session: Session, grant: Grant, request_id: str | None, *, now: datetime) -> str:
+    """Mark one deleted grant revoked (or failed, if it never applied), with its audit row and note."""
+    failed = grant.applied_at is None and (grant.revoke_reason or "").startswith(APPLY_FAILED)
+    final = GrantStatus.FAILED if failed else GrantStatus.REVOKED
+    if not service.transition(
+        session,
+        grant.id,
+        frm=GrantStatus.REVOKING,
+        to=final,
+        revoked_at=now,
+        delete_request_id=request_id,
+        claimed_by=None,
+        claim_expires_at=None,
+        next_attempt_at=None,
+    ):
+        return grant.status
+    _revoked_notes(session, grant, final, request_id, now=now)
+    return final
+
+
+def _revoked_notes(
+    session: Session, grant: Grant, final: str, request_id: str | None, *, now: datetime
+) -> None:
+    record_many(session, [_revoked_entry(grant, final, request_id, now=now)])
+    _revoked_note(session, grant, final, now=now)
+
+
+def _revoked_entry(grant: Grant, final: str, request_id: str | None, *, now: datetime) -> AuditEntry:
+    return AuditEntry(
+        "grant.revoked" if final == GrantStatus.REVOKED else "grant.cleaned_up",
+        actor=grant.revoked_by or "eice",
+        at=now,
+        request_id=grant.request_id,
+        grant_id=grant.id,
+        instance_id=grant.instance_id,
+        detail={
+            "aws_request_id": request_id,
+            "reason": grant.revoke_reason or "expired",
+            "lag_s": round((now - grant.expires_at).total_seconds(), 3),
+        },
+    )
+
+
+def _revoked_note(session: Session, grant: Grant, final: str, *, now: datetime) -> None:
+    enqueue(
+        session,
+        "grant.revoked" if final == GrantStatus.REVOKED else "grant.failed_cleaned",
+        now=now,
+        request_id=grant.request_id,
+        grant_id=grant.id,
+    )
+
+
+def finish_revoked_many(session: Session, deleted: dict[str, str | None], *, now: datetime) -> dict[str, str]:
+    """`finish_revoked` for a batch whose policies are deleted: two UPDATEs instead of one per grant.
+
+    Each grant still moves only from `revoking` (`UPDATE ... RETURNING` says which won);
+    the winners get their audit row and notification as one by one.
+    """
+    rows = session.scalars(
+        select(Grant).options(defer(Grant.policy_document)).where(Grant.id.in_(list(deleted)))
+    ).all()
+    cleaned = {
+        g.id for g in rows if g.applied_at is None and (g.revoke_reason or "").startswith(APPLY_FAILED)
+    }
+    won: set[str] = set()
+    for final, group in ((GrantStatus.FAILED, cleaned), (GrantStatus.REVOKED, set(deleted) - cleaned)):
+        if group:
+            won.update(
+                session.scalars(
+                    update(Grant)
+                    .where(Grant.id.in_(list(group)), Grant.status == GrantStatus.REVOKING)
+                    .values(
+                        status=final,
+                        revoked_at=now,
+                        claimed_by=None,
+                        claim_expires_at=None,
+                        next_attempt_at=None,
+                    )
+                    .returning(Grant.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+    table = Grant.__table__
+    assert isinstance(table, Table)
+    ids = [{"gid": gid, "rid": deleted[gid]} for gid in sorted(won) if deleted[gid]]
+    if ids:
+        session.execute(
+            update(table).where(table.c.id == bindparam("gid")).values(delete_request_id=bindparam("rid")),
+            ids,
+        )
+    results: dict[str, str] = {}
+    finished: list[tuple[Grant, str]] = []
+    for grant in rows:
+        outcome: str = GrantStatus.FAILED if grant.id in cleaned else GrantStatus.REVOKED
+        results[grant.id] = outcome if grant.id in won else grant.status
+        if grant.id in won:
+            finished.append((grant, outcome))
+    record_many(session, [_revoked_entry(g, end, deleted[g.id], now=now) for g, end in finished])
+    for grant, end in finished:
+        _revoked_note(session, grant, end, now=now)
+    return results
+
+
+def revoke_failed(rt: Runtime, grant_id: str, exc: Exception) -> str:
+    """Record a failed DeleteRolePolicy: back off, and flag the grant once it is overdue."""
     code = error_code(exc) or type(exc).__name__
     now = rt.clock.now()
     with rt.db.transaction() as session:

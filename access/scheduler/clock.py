@@ -2,15 +2,19 @@
 
 An interval job and a date job at each grant's expiry both just wake the reaper
 thread, so reaper passes never overlap within a process and a burst of expiries
-coalesces into one pass. Jobs live in memory: a crash loses nothing, because the
-next start-up reaps whatever the table says is due.
+coalesces into one pass. Between passes the thread also sleeps no later than the
+next expiry in the table, so grants it has no date job for are revoked on time too.
+Jobs live in memory: a crash loses nothing, because the next start-up reaps
+whatever the table says is due.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -45,6 +49,9 @@ class GrantClock:
         self._thread: threading.Thread | None = None
         self.passes = 0
         self.last_report: ReapReport | None = None
+        # Kept for the process's life: a storm runs many short passes.
+        self._pool = ThreadPoolExecutor(max_workers=rt.revoke_workers, thread_name_prefix="eice-reaper")
+        self._housekept_at = float("-inf")
 
     def catch_up(self) -> ReapReport:
         """Reap and reconcile once, synchronously: start-up runs this before taking requests."""
@@ -75,6 +82,7 @@ class GrantClock:
             self.scheduler.shutdown(wait=False)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False)
 
     def watch(self, grant_id: str, expires_at: datetime) -> None:
         """A date job at the grant's expiry (replacing any earlier one for it)."""
@@ -87,14 +95,37 @@ class GrantClock:
     def wake(self) -> None:
         self._wake.set()
 
+    def _next_wait_s(self) -> float:
+        """Seconds until the next known expiry, capped at the reaper interval.
+
+        Reading it from the table covers grants this process never saw applied
+        (another replica's, or rows written while it was down), which have no date job.
+        """
+        interval = self.rt.reaper_interval_s
+        try:
+            now = self.rt.clock.now()
+            with self.rt.db.transaction() as session:
+                upcoming = service.next_expiry(session, after=now)
+        except Exception:
+            log.exception("reaper: could not read the next expiry; polling on the interval")
+            return interval
+        if upcoming is None:
+            return interval
+        # A few ms late on purpose, so the grant is due when the pass claims.
+        return min(interval, max(0.0, (upcoming - now).total_seconds()) + 0.005)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=self.rt.reaper_interval_s)
+            self._wake.wait(timeout=self._next_wait_s())
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                self.last_report = reap(self.rt)
+                started = time.monotonic()
+                housekeeping = started - self._housekept_at >= self.rt.reaper_interval_s
+                self.last_report = reap(self.rt, pool=self._pool, housekeeping=housekeeping)
+                if housekeeping:
+                    self._housekept_at = started
                 self.passes += 1
             except Exception:
                 log.exception("reaper pass failed; retrying on the next tick")

@@ -8,15 +8,16 @@ past their approval deadline. Claims are atomic, so replicas split the work.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from access.access_requests.flows import expire_timed_out
+from access.failpoints import failpoint
 from access.grants import service
-from access.grants.flows import apply_grant, flag_overdue, revoke_grant
+from access.grants.flows import apply_grant, finish_revoked_many, flag_overdue, revoke_failed, revoke_grant
 from access.grants.models import Grant, GrantStatus
 from access.outbox.service import enqueue
 from access.runtime import Runtime
@@ -46,12 +47,28 @@ def _finish(rt: Runtime, grant: Grant) -> str:
 
 
 def reap(
-    rt: Runtime, *, batch: int = 200, max_rounds: int = 1000, pool: ThreadPoolExecutor | None = None
+    rt: Runtime,
+    *,
+    batch: int = 200,
+    max_rounds: int = 1000,
+    pool: ThreadPoolExecutor | None = None,
+    housekeeping: bool = True,
 ) -> ReapReport:
-    """Run until nothing is due (or `max_rounds` batches), returning what was done."""
+    """Run until nothing is due (or `max_rounds` batches), returning what was done.
+
+    Args:
+        rt: the runtime.
+        batch: grants claimed per round.
+        max_rounds: stop after this many rounds even if more is due.
+        pool: threads for the IAM calls (one is made for this pass when None).
+        housekeeping: also time out pending requests, flag overdue grants and queue
+            reminders. The scheduler skips them on passes that come sooner than its
+            interval after the last, so a storm of expiries spends its passes on revoking.
+    """
     report = ReapReport()
-    with rt.db.transaction() as session:
-        report.expired_requests = len(expire_timed_out(session, rt))
+    if housekeeping:
+        with rt.db.transaction() as session:
+            report.expired_requests = len(expire_timed_out(session, rt))
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=rt.revoke_workers, thread_name_prefix="eice-reaper")
     try:
@@ -61,12 +78,17 @@ def reap(
                 claimed = service.claim_due(
                     session, worker=rt.worker_id, now=now, lease_s=rt.claim_lease_s, limit=batch
                 )
-                # Detach plain copies for the workers: no session crosses threads.
-                work = [(g.id, g.status) for g in claimed]
-                stubs = {g.id: g for g in claimed}
-            if not work:
+                # Detach plain values for the workers: no session crosses threads.
+                revoking = [
+                    (g.id, g.principal_arn, g.policy_name)
+                    for g in claimed
+                    if g.status == GrantStatus.REVOKING
+                ]
+                others = {g.id: g for g in claimed if g.status != GrantStatus.REVOKING}
+            if not claimed:
                 break
-            results = list(executor.map(lambda item, s=stubs: (item[0], _safe_finish(rt, s[item[0]])), work))
+            results = list(_safe_revoke(rt, revoking, executor).items())
+            results += executor.map(lambda g: (g.id, _safe_finish(rt, g)), list(others.values()))
             for grant_id, status in results:
                 report.statuses[grant_id] = status
                 if status in (GrantStatus.REVOKED, GrantStatus.FAILED):
@@ -75,14 +97,68 @@ def reap(
                     report.applied += 1
                 else:
                     report.still_pending += 1
-            if len(work) < batch:
+            if len(claimed) < batch:
                 break
     finally:
         if own_pool:
             executor.shutdown(wait=True)
-    report.overdue_flagged = flag_overdue_grants(rt)
-    report.reminders = queue_reminders(rt)
+    if housekeeping:
+        report.overdue_flagged = flag_overdue_grants(rt)
+        report.reminders = queue_reminders(rt)
     return report
+
+
+def revoke_claimed(
+    rt: Runtime, claimed: list[tuple[str, str, str]], pool: Executor, *, commit_every: int = 50
+) -> dict[str, str]:
+    """Revoke grants this worker has just claimed as `revoking`; returns each one's status.
+
+    The fast path for a storm of expiries: the claim already read (id, principal, policy
+    name), so the DeleteRolePolicy calls start at once in `pool`, and the outcomes are
+    committed `commit_every` grants to a transaction instead of two transactions per
+    grant. The conditional UPDATE from `revoking` still decides each grant; a crash
+    before a commit leaves claimed `revoking` rows that a later pass finishes (the
+    delete is idempotent).
+    """
+    results: dict[str, str] = {}
+    futures = {pool.submit(_delete, rt, principal, name): gid for gid, principal, name in claimed}
+    deleted: dict[str, str | None] = {}
+    # Commit each full chunk while the rest of the deletes are still in flight.
+    for future in as_completed(futures):
+        gid, outcome = futures[future], future.result()
+        if isinstance(outcome, Exception):
+            results[gid] = revoke_failed(rt, gid, outcome)
+            continue
+        deleted[gid] = outcome
+        if len(deleted) >= commit_every:
+            results.update(_commit_revoked(rt, deleted))
+            deleted = {}
+    if deleted:
+        results.update(_commit_revoked(rt, deleted))
+    return results
+
+
+def _commit_revoked(rt: Runtime, deleted: dict[str, str | None]) -> dict[str, str]:
+    failpoint("after_delete_before_commit")
+    with rt.db.transaction() as session:
+        return finish_revoked_many(session, deleted, now=rt.clock.now())
+
+
+def _delete(rt: Runtime, principal: str, name: str) -> str | Exception | None:
+    try:
+        return rt.iam.delete(principal, name)
+    except Exception as exc:
+        return exc
+
+
+def _safe_revoke(rt: Runtime, claimed: list[tuple[str, str, str]], pool: Executor) -> dict[str, str]:
+    if not claimed:
+        return {}
+    try:
+        return revoke_claimed(rt, claimed, pool)
+    except Exception:
+        log.exception("reaper: %d grants could not be revoked this round", len(claimed))
+        return {gid: GrantStatus.REVOKING for gid, _, _ in claimed}
 
 
 def _safe_finish(rt: Runtime, grant: Grant) -> str:

@@ -1,4 +1,4 @@
-"""Buttons on the approval card, the requester's DM and App Home."""
+"""Buttons on the approval card, the requester's DM, App Home and `/eice audit` answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 
 from access.config.permissions import Actor
 from bot.actions import Action
-from bot.listeners import decisions
+from bot.listeners import audit_pages, decisions
 from bot.listeners.home import publish_home
 from bot.listeners.replies import lazy_job, reply, user_of
 
@@ -24,6 +24,8 @@ def _ack(ack: Ack) -> None:
 
 
 def register(app: App, bot: Bot) -> None:
+    """Attach every button's handler (acks at once; the work runs in a lazy listener)."""
+
     def on_click(decide: Decision) -> Callable[[dict[str, Any]], None]:
         def clicked(body: dict[str, Any]) -> None:
             action = (body.get("actions") or [{}])[0]
@@ -62,3 +64,4 @@ def register(app: App, bot: Bot) -> None:
         (Action.EXTEND, extend_clicked),
     ):
         app.action(str(action))(ack=_ack, lazy=[lazy_job(bot)(fn)])
+    audit_pages.register(app, bot)

@@ -12,6 +12,7 @@ from access.access_requests import flows as requests
 from access.access_requests.flows import RequestInput
 from access.access_requests.service import pending_requests
 from access.audit.service import record
+from access.aws.lookups import one_lookup_each
 from access.config.permissions import can_link, is_admin
 from access.errors import NotPermitted
 from access.grants import service as grant_service
@@ -31,7 +32,7 @@ from bot.commands import (
     parse_revoke,
 )
 from bot.listeners import decisions
-from bot.listeners.replies import lazy_job, reply
+from bot.listeners.replies import lazy_job, reply, run_guarded
 from bot.router import Invocation, Router, Subcommand
 
 if TYPE_CHECKING:
@@ -41,20 +42,54 @@ log = logging.getLogger(__name__)
 
 
 def register(app: App, bot: Bot) -> None:
-    def ack_eice(ack: Ack, body: dict[str, Any]) -> None:
+    """`/eice`: the ack answers at once; the work runs after it.
+
+    With command workers (`eice serve`) the ack hands the body to a worker process; otherwise
+    (Lambda, tests) the work is a Bolt lazy listener.
+    """
+
+    def ack_eice(ack: Ack, body: dict[str, Any]) -> bool:
+        """Parse and ack; True when there is work to do after the ack."""
         try:
             sub, parsed = bot.router.parse(body.get("text") or "")
         except UsageError as exc:
             ack(response_type="ephemeral", text=f":warning: {exc.message}")
-            return
+            return False
         text = sub.ack_text(parsed)
         if text is None:
             ack()
         else:
             ack(response_type="ephemeral", text=text)
+        return sub.run is not None
+
+    workers = bot.workers
+    if workers is not None:
+
+        def ack_and_queue(ack: Ack, body: dict[str, Any]) -> None:
+            if ack_eice(ack, body):
+                workers.submit(body)
+
+        app.command("/eice")(ack_and_queue)
+        return
 
     @lazy_job(bot)
     def run_eice(body: dict[str, Any]) -> None:
+        handle_eice(bot, body, guarded=False)
+
+    app.command("/eice")(ack=ack_eice, lazy=[run_eice])
+
+
+def handle_eice(bot: Bot, body: dict[str, Any], *, guarded: bool = True, kick: bool = True) -> None:
+    """The work after an `/eice` ack (in a lazy listener or a command worker).
+
+    Args:
+        bot: the services of this process.
+        body: the slash command's body.
+        guarded: turn errors into ephemeral replies (`run_guarded`).
+        kick: deliver the outbox afterwards, when guarded.
+    """
+
+    def work() -> None:
         try:
             sub, parsed = bot.router.parse(body.get("text") or "")
         except UsageError:
@@ -69,7 +104,10 @@ def register(app: App, bot: Bot) -> None:
         )
         sub.run(invocation, parsed)
 
-    app.command("/eice")(ack=ack_eice, lazy=[run_eice])
+    if guarded:
+        run_guarded(bot, "run_eice", work, body, kick=kick)
+    else:
+        work()
 
 
 def default_router() -> Router:
@@ -105,20 +143,21 @@ def run_request(inv: Invocation, cmd: RequestCommand) -> None:
     bot, rt = inv.bot, inv.bot.rt
     actor = bot.directory.actor(inv.user_id)
     profile = bot.directory.profile(inv.user_id)
-    outcome = workflows.submit_request(
-        rt,
-        RequestInput(
-            requester=actor,
-            instance_ref=cmd.instance_ref,
-            duration=cmd.duration,
-            reason=cmd.reason,
-            port=cmd.port,
-            os_user=cmd.os_user,
-            break_glass=cmd.break_glass,
-            requester_name=profile.name,
-            email=profile.email,
-        ),
-    )
+    with one_lookup_each():  # validation and pre-flight share the instance/endpoint lookups
+        outcome = workflows.submit_request(
+            rt,
+            RequestInput(
+                requester=actor,
+                instance_ref=cmd.instance_ref,
+                duration=cmd.duration,
+                reason=cmd.reason,
+                port=cmd.port,
+                os_user=cmd.os_user,
+                break_glass=cmd.break_glass,
+                requester_name=profile.name,
+                email=profile.email,
+            ),
+        )
     request = outcome.request
     if isinstance(request.preflight, dict) and request.preflight.get("status") == "failure":
         inv.say(
@@ -157,9 +196,14 @@ def waiting_on(inv_bot: Bot, user_id: str) -> list[Any]:
 
 
 def run_pending(inv: Invocation, _: object) -> None:
-    waiting = waiting_on(inv.bot, inv.user_id)
-    lines = [blocks.request_line(r) for r in waiting]
-    inv.say("\n".join(["*Waiting on you*", *lines]) if lines else "Nothing is waiting on you.")
+    from bot.listeners.home import my_pending
+
+    waiting = [blocks.request_line(r) for r in waiting_on(inv.bot, inv.user_id)]
+    mine = [blocks.request_line(r) for r in my_pending(inv.bot, inv.user_id)]
+    parts = (["*Waiting on you*", *waiting] if waiting else []) + (
+        ["*Your pending requests*", *mine] if mine else []
+    )
+    inv.say("\n".join(parts) if parts else "Nothing is waiting on you, and you have no pending requests.")
 
 
 def run_revoke(inv: Invocation, cmd: GrantCommand) -> None:
@@ -265,20 +309,6 @@ def parse_audit(words: list[str]) -> Any:
 
 
 def run_audit(inv: Invocation, query: Any) -> None:
-    from datetime import UTC, datetime
+    from bot.listeners.audit_pages import post_first_page
 
-    from access.audit.queries import audit_query
-    from bot.audit_blocks import audit_text
-
-    rt = inv.bot.rt
-    since = datetime.now(UTC) - query.since
-    with rt.db.transaction() as session:
-        results = audit_query(
-            session,
-            since=since,
-            instance_id=query.instance_id,
-            user_id=query.user_id,
-            grant_id=query.grant_id,
-            limit=10,
-        )
-        inv.say(audit_text(results, 0, 10, query=query))
+    post_first_page(inv.bot, inv.user_id, inv.channel_id, query, query.as_text())

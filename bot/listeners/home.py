@@ -16,13 +16,10 @@ if TYPE_CHECKING:
     from bot.context import Bot
 
 
-def publish_home(bot: Bot, user_id: str) -> None:
-    """Render and publish the Home tab for one user."""
-    from bot.listeners.commands import waiting_on
-
+def my_pending(bot: Bot, user_id: str, *, limit: int = 20) -> list[AccessRequest]:
+    """The user's own requests still waiting for approvers, oldest first."""
     with bot.rt.db.transaction() as session:
-        grants = list(grant_service.active_for_requester(session, user_id))
-        mine = list(
+        return list(
             session.scalars(
                 select(AccessRequest)
                 .where(
@@ -30,9 +27,18 @@ def publish_home(bot: Bot, user_id: str) -> None:
                     AccessRequest.status == RequestStatus.PENDING,
                 )
                 .order_by(AccessRequest.created_at)
-                .limit(20)
+                .limit(limit)
             )
         )
+
+
+def publish_home(bot: Bot, user_id: str) -> None:
+    """Render and publish the Home tab for one user."""
+    from bot.listeners.commands import waiting_on
+
+    with bot.rt.db.transaction() as session:
+        grants = list(grant_service.active_for_requester(session, user_id))
+    mine = my_pending(bot, user_id)
     waiting = waiting_on(bot, user_id)[:20]
     bot.client.views_publish(user_id=user_id, view=blocks.home_view(grants, mine, waiting))
 

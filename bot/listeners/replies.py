@@ -43,8 +43,33 @@ def reply(bot: Bot, body: dict[str, Any], text: str) -> None:
         log.warning("could not answer %s: %s", user_of(body), type(exc).__name__)
 
 
+def run_guarded(
+    bot: Bot, name: str, fn: Callable[[], None], body: dict[str, Any], *, kick: bool = True
+) -> None:
+    """Run a listener's work: errors become ephemeral replies; the outbox is kicked after.
+
+    Args:
+        bot: the services (for the reply and the outbox).
+        name: the listener's name, for the log.
+        fn: the work.
+        body: the Slack body the work answers.
+        kick: deliver the outbox afterwards (command workers leave that to the server).
+    """
+    try:
+        fn()
+    except (AccessError, UsageError) as exc:
+        reply(bot, body, f":warning: {exc.message}")
+    except Exception:
+        ref = secrets.token_hex(4)
+        log.exception("listener %s failed (ref %s)", name, ref)
+        reply(bot, body, f":x: Something went wrong on our side (ref `{ref}`).")
+    finally:
+        if kick:
+            bot.dispatcher.kick()
+
+
 def lazy_job(bot: Bot) -> Callable[[F], F]:
-    """Wrap a lazy listener: errors become ephemeral replies, and the outbox is kicked after.
+    """Wrap a lazy listener in `run_guarded`.
 
     The wrapper keeps the function's name and signature (Bolt finds lazy functions by
     name on Lambda and injects arguments by parameter name).
@@ -54,16 +79,7 @@ def lazy_job(bot: Bot) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapped(*args: Any, **kwargs: Any) -> None:
             body: dict[str, Any] = kwargs.get("body") or {}
-            try:
-                fn(*args, **kwargs)
-            except (AccessError, UsageError) as exc:
-                reply(bot, body, f":warning: {exc.message}")
-            except Exception:
-                ref = secrets.token_hex(4)
-                log.exception("listener %s failed (ref %s)", fn.__name__, ref)
-                reply(bot, body, f":x: Something went wrong on our side (ref `{ref}`).")
-            finally:
-                bot.dispatcher.kick()
+            run_guarded(bot, fn.__name__, lambda: fn(*args, **kwargs), body)
 
         return wrapped  # type: ignore[return-value]
 

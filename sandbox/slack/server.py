@@ -567,7 +567,16 @@ def _usergroups_users_list(sb: SlackSandbox, p: dict[str, Any]) -> dict[str, Any
     return {"users": list(group)}
 
 
+def _conversations_history(sb: SlackSandbox, p: dict[str, Any]) -> dict[str, Any]:
+    """Top-level messages of a channel, newest first (no paging: ``has_more`` is always false)."""
+    channel = sb._resolve_channel(p.get("channel"))
+    limit = max(1, min(1000, int(p.get("limit") or 100)))
+    top = [m for m in reversed(sb.messages(channel)) if m.thread_ts is None][:limit]
+    return {"ok": True, "messages": [m.as_slack(sb.bot_id) for m in top], "has_more": False}
+
+
 _METHODS: dict[str, Callable[[SlackSandbox, dict[str, Any]], dict[str, Any]]] = {
+    "conversations.history": _conversations_history,
     "auth.test": _auth_test,
     "chat.postMessage": _chat_post_message,
     "chat.update": _chat_update,

@@ -9,7 +9,7 @@ from access.access_requests.flows import RequestInput
 from access.access_requests.models import AccessRequest
 from access.audit.models import AuditEvent
 from access.config.permissions import Actor
-from access.errors import AccessError, Ambiguous, InvalidInput, NotFound, PolicyTooLarge
+from access.errors import AccessError, Ambiguous, AwsError, InvalidInput, NotFound, PolicyTooLarge
 from access.runtime import Runtime
 from access.workflows import submit_request
 from sandbox.aws.server import AwsSandbox
@@ -70,3 +70,19 @@ def test_bad_port_and_user_are_refused(rt: Runtime) -> None:
         submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "30m", port=70000))
     with pytest.raises(InvalidInput, match="not a valid OS user"):
         submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "30m", os_user="root; rm -rf /"))
+
+
+def test_iam_failing_past_the_retries_is_a_clear_error_and_changes_nothing(
+    rt: Runtime, aws: AwsSandbox
+) -> None:
+    aws.faults.update({"iam_throttle_rate": 1.0})
+    try:
+        with pytest.raises(AwsError) as caught:
+            submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "30m"))
+    finally:
+        aws.faults.update({"iam_throttle_rate": 0.0})
+    assert "Throttling" in caught.value.message
+    assert "nothing was changed" in caught.value.message
+    with rt.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(AccessRequest)) == 0
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0

@@ -1,0 +1,1 @@
+"""Benchmarks at scale (`eice bench revoke`, `catch-up`, `lifecycle`) against the sandbox."""

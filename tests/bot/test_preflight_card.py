@@ -1,0 +1,85 @@
+"""Issue 6 at the bot: a request whose pre-flight fails shows the failure on the card at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY
+from tests.bot.harness import World, eventually
+
+
+def ec2(w: World) -> Any:
+    return boto3.client(
+        "ec2",
+        endpoint_url=w.aws.url,
+        region_name=w.estate.region,
+        aws_access_key_id=BOT_ACCESS_KEY_ID,
+        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
+    )
+
+
+def instance_without_inbound_ssh(w: World, name: str) -> tuple[str, str]:
+    """An instance in the prod VPC whose only security group lets nothing in: (instance, SG)."""
+    client = ec2(w)
+    vpc = w.estate.vpc_ids["prod"]
+    sg = client.create_security_group(GroupName=f"{name}-sg", Description="no inbound", VpcId=vpc)["GroupId"]
+    image = client.describe_images(
+        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*x86_64-gp2"]}]
+    )["Images"][0]["ImageId"]
+    instance = client.run_instances(
+        ImageId=image,
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=w.estate.subnet_ids["prod"][1],
+        SecurityGroupIds=[sg],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}],
+    )["Instances"][0]
+    return str(instance["InstanceId"]), str(sg)
+
+
+def test_failing_preflight_is_on_the_card_and_told_to_the_requester(world: World) -> None:
+    instance_id, sg = instance_without_inbound_ssh(world, "pf-broken")
+    endpoint_sg = world.estate.endpoint_sg_ids["prod"]
+
+    ack = world.driver.command("U0ALICE", "request pf-broken 15m checking the card")
+    assert ack.status == 200
+
+    verdict = f"will fail: instance SG {sg} has no inbound 22 from the endpoint"
+    told = eventually(
+        lambda: [
+            e for e in world.slack.ephemerals("U0ALICE") if "Pre-flight" in e["text"] and sg in e["text"]
+        ]
+    )
+    request = world.request_row(requester_id="U0ALICE", instance_id=instance_id)
+    assert request is not None
+    # told before any approver has acted: the request is still pending with no approvals
+    assert (request.status, request.approvals_count) == ("pending", 0)
+    assert verdict in told[0]["text"] and "/eice doctor" in told[0]["text"]
+
+    card = eventually(lambda: world.card_for(request.id))
+    body = str(card.blocks)
+    assert f"*Pre-flight:* ❌ {verdict}" in body
+    fix = (
+        f"fix: `aws ec2 authorize-security-group-ingress --group-id {sg} --protocol tcp "
+        f"--port 22 --source-group {endpoint_sg}"
+    )
+    assert fix in body
+    assert "instance-sg-ingress" in body
+    # the healthy checks are not listed on the card, only the headline and what is wrong
+    assert "❌ *instance*:" not in body and "✅" not in body
+
+
+def test_healthy_preflight_says_reachable_on_the_card(world: World) -> None:
+    db = world.estate.instance("db-1")
+    seen = len(world.slack.ephemerals("U0ALICE"))
+    world.driver.command("U0ALICE", "request db-1 15m healthy card")
+    request = eventually(
+        lambda: world.request_row(requester_id="U0ALICE", instance_id=db.instance_id, status="pending")
+    )
+    card = eventually(lambda: world.card_for(request.id))
+    assert "*Pre-flight:* ✅ reachable" in str(card.blocks)
+    eventually(lambda: [e for e in world.slack.ephemerals("U0ALICE")[seen:] if request.id in e["text"]])
+    assert [e for e in world.slack.ephemerals("U0ALICE")[seen:] if "Pre-flight" in e["text"]] == []

@@ -1,0 +1,83 @@
+"""`eice serve` runs `/eice` commands after the ack in low-priority worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from sandbox.aws.seed import Estate
+from sandbox.aws.server import AwsSandbox
+from sandbox.slack.server import SlackSandbox
+from tests.bot.harness import World, eventually, start_bot
+
+
+def _workers(server_pid: int) -> set[int]:
+    """The server's multiprocessing workers (not its resource tracker)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.add(int(child))
+    return found
+
+
+def _nice(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])  # field 19 of stat; fields[0] is field 3
+
+
+def _server_pid(world: World) -> int:
+    assert world.process is not None
+    return world.process.pid
+
+
+def test_command_workers_run_below_the_servers_priority(world: World) -> None:
+    server_nice = _nice(_server_pid(world))
+
+    def lowered() -> bool:  # a worker lowers its priority first thing once it is running
+        workers = _workers(_server_pid(world))
+        return bool(workers) and all(_nice(pid) > server_nice for pid in workers)
+
+    assert eventually(lowered, timeout=60)
+
+
+def test_a_killed_worker_is_replaced_and_the_command_still_runs(world: World) -> None:
+    web = world.estate.instance("web-1")
+    killed = eventually(lambda: _workers(_server_pid(world)), timeout=60)
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+
+    ack = world.driver.command("U0ALICE", "request web-1 30m after a worker crash")
+    assert ack.status == 200
+
+    request = eventually(
+        lambda: world.request_row(requester_id="U0ALICE", instance_id=web.instance_id, status="pending"),
+        timeout=60,
+    )
+    eventually(lambda: world.card_for(request.id), timeout=30)
+    replacements = eventually(lambda: _workers(_server_pid(world)) - killed, timeout=60)
+    assert replacements and not (replacements & killed)
+    assert world.process is not None and world.process.poll() is None  # the server carried on
+
+
+def test_workers_end_when_their_server_is_killed(
+    aws: AwsSandbox, slack: SlackSandbox, estate: Estate, config_path: Path, tmp_path: Path
+) -> None:
+    own = start_bot(aws, slack, estate, f"sqlite:///{tmp_path}/killed.sqlite", config_path, tmp_path)
+    try:
+        workers = eventually(lambda: _workers(_server_pid(own)), timeout=60)
+        assert own.process is not None
+        own.process.kill()  # no chance to stop its workers itself
+        own.process.wait()
+        eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
+    finally:
+        own.stop()
