@@ -37,6 +37,9 @@ class Runtime:
     reminder_before_s: float = 300.0
     # Set by the in-process scheduler: told each grant's expiry once its policy is on.
     on_expiry_known: Callable[[str, datetime], None] | None = None
+    # Set by the in-process scheduler: True while revocations are being worked, so
+    # that work which can wait (CloudTrail collection) yields to them.
+    revoking_now: Callable[[], bool] | None = None
 
     @property
     def regions(self) -> list[str]:

@@ -4,8 +4,11 @@ transactions, commits, and only then makes the IAM call that follows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from access.access_requests.flows import (
     ApprovalOutcome,
+    PreparedRequest,
     RequestInput,
     approve,
     create_request,
@@ -21,9 +24,18 @@ from access.grants.flows import apply_grant, request_revoke, revoke_grant
 from access.runtime import Runtime
 
 
-def submit_request(rt: Runtime, inp: RequestInput) -> ApprovalOutcome:
-    """Validate and look up (no writes), write the request, and apply its grant if it was auto-approved."""
+def submit_request(
+    rt: Runtime, inp: RequestInput, *, before_write: Callable[[PreparedRequest], None] | None = None
+) -> ApprovalOutcome:
+    """Validate and look up (no writes), write the request, and apply its grant if it was auto-approved.
+
+    `before_write` sees the prepared request (with its pre-flight report) before
+    anything is written, so the requester can hear of a failing pre-flight before
+    the approval card pages anyone.
+    """
     prepared = prepare_request(rt, inp)
+    if before_write is not None:
+        before_write(prepared)
     with rt.db.transaction() as session:
         outcome = create_request(session, rt, prepared)
     if outcome.grant_id:

@@ -283,7 +283,10 @@ class Notifier:
             who=note.payload.get("principal", "?"),
             u=request.requester_id if request else "?",
         )
-        if note.payload.get("error"):
+        if note.kind == "grant.overdue" and note.payload.get("revoked_late_s") is not None:
+            late = note.payload["revoked_late_s"]
+            text = f":rotating_light: Grant `{note.grant_id}` was revoked {late} s after its expiry"
+        elif note.payload.get("error"):
             text += f": `{str(note.payload['error'])[:300]}`"
         if request is not None and note.kind != "policy.orphan":
             text += f" (instance `{request.instance_id}`, request `{request.id}`)"

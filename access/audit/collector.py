@@ -35,6 +35,9 @@ from access.aws.calls import error_code, is_retryable
 from access.outbox.service import enqueue
 from access.runtime import Runtime
 
+# How long one page of collection waits for a revocation storm to pass.
+MAX_YIELD_S = 120.0
+
 __all__ = [
     "EICE_SOURCE",
     "GRANT_POLICY_PREFIX",
@@ -115,6 +118,7 @@ class CloudTrailCollector:
         start = previous - self.overlap if previous else now - self.lookback
         newest = previous
         for page in self._pages(region, source, start, now, report):
+            self._yield_to_revocations()
             parsed = [parse_event(e) for e in page]
             report.seen += len(parsed)
             if parsed:
@@ -126,6 +130,14 @@ class CloudTrailCollector:
             with self.rt.db.transaction() as session:
                 self._save_watermark(session, region, source, newest)
             report.watermarks[f"{region}/{source}"] = newest.isoformat()
+
+    def _yield_to_revocations(self) -> None:
+        """Wait (up to `MAX_YIELD_S` per page) while the reaper is revoking: access ending
+        on time comes before its audit trail, which the watermark lets us collect later."""
+        busy = self.rt.revoking_now
+        deadline = time.monotonic() + MAX_YIELD_S
+        while busy is not None and busy() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _pages(
         self, region: str, source: str, start: datetime, end: datetime, report: PollReport

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from access.audit.cloudtrail_models import CloudTrailEvent
 from access.audit.matching import ParsedEvent, match_grant
@@ -83,7 +83,9 @@ def _candidate_grants(session: Session, events: list[ParsedEvent], grace: timede
     latest = max(e.event_time for e in events) + timedelta(minutes=1)
     return list(
         session.scalars(
-            select(Grant).where(
+            select(Grant)
+            .options(defer(Grant.policy_document))
+            .where(
                 Grant.principal_arn.in_(principals),
                 Grant.starts_at <= latest,
                 or_(Grant.expires_at >= earliest, Grant.revoked_at >= earliest),
@@ -151,7 +153,9 @@ def _store_iam(session: Session, events: list[ParsedEvent], now: datetime, repor
     }
     grants = list(
         session.scalars(
-            select(Grant).where(
+            select(Grant)
+            .options(defer(Grant.policy_document))
+            .where(
                 or_(
                     Grant.put_request_id.in_(request_ids),
                     Grant.delete_request_id.in_(request_ids),

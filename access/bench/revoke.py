@@ -9,7 +9,10 @@ grant, the bot's peak RSS, and ack latency of signed commands fired during the s
 from __future__ import annotations
 
 import gc
+import json
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -135,6 +138,8 @@ def bench_revoke(
         kinds: which databases to run on ("postgres" is skipped without `postgres_url`).
     """
     kinds = tuple(k for k in kinds if k == "sqlite" or postgres_url)
+    if len(kinds) > 1:
+        return _each_in_its_own_process(grants, window_s, postgres_url or "", ack_rate, kinds)
     figures: dict[str, Any] = {"grants": grants, "window_s": window_s}
     runs: dict[str, dict[str, Any]] = {}
     for index, kind in enumerate(kinds):
@@ -166,5 +171,41 @@ def bench_revoke(
     figures["calm_ack_p99_ms"] = round(percentile(calm, 0.99), 3)
     ratios = {}
     if storm and figures["calm_ack_p99_ms"]:
+        ratios["storm_ack_p99"] = round(figures["storm_ack_p99_ms"] / figures["calm_ack_p99_ms"], 3)
+    return {"benchmark": "revoke", "figures": figures, "ratios": ratios}
+
+
+def _each_in_its_own_process(
+    grants: int, window_s: float, postgres_url: str, ack_rate: float, kinds: tuple[str, ...]
+) -> dict[str, Any]:
+    """One `eice bench revoke --db KIND` process per database, merged into one result.
+
+    The in-process stand-ins keep what the first storm left (30,000 Slack messages,
+    thousands of moto roles, a grown heap); a fresh process per database keeps the
+    second storm from paying for the first. Shared figures take the worst database.
+    """
+    results = []
+    for kind in kinds:
+        command = [
+            sys.executable, "-m", "access.cli.main", "bench", "revoke", "--json", "--db", kind,
+            "--grants", str(grants), "--window-s", str(window_s), "--ack-rate", str(ack_rate),
+            "--postgres-url", postgres_url,
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench revoke --db {kind} failed:\n{done.stderr[-2000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1])["figures"])
+    figures: dict[str, Any] = {"grants": grants, "window_s": window_s}
+    for kind, run in zip(kinds, results, strict=True):
+        figures.update({k: v for k, v in run.items() if k.startswith(f"{kind}_")})
+    figures["iam_calls_per_grant"] = round(statistics.mean(r["iam_calls_per_grant"] for r in results), 3)
+    figures["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+    figures["storm_acks"] = sum(r["storm_acks"] for r in results)
+    figures["storm_ack_failures"] = sum(r["storm_ack_failures"] for r in results)
+    for name in ("storm_ack_p50_ms", "storm_ack_p99_ms", "calm_ack_p99_ms"):
+        values = [r[name] for r in results if r.get(name) is not None]
+        figures[name] = max(values) if values else None
+    ratios = {}
+    if figures["storm_ack_p99_ms"] and figures["calm_ack_p99_ms"]:
         ratios["storm_ack_p99"] = round(figures["storm_ack_p99_ms"] / figures["calm_ack_p99_ms"], 3)
     return {"benchmark": "revoke", "figures": figures, "ratios": ratios}

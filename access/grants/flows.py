@@ -8,6 +8,7 @@ A crash anywhere leaves a row the reaper (stale claim) or reconciler finishes.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -296,11 +297,22 @@ def revoke_grant(rt: Runtime, grant_id: str) -> str:
     with rt.db.transaction() as session:
         grant = session.get(Grant, grant_id)
         assert grant is not None
-        return finish_revoked(session, grant, request_id, now=now)
+        return finish_revoked(session, grant, request_id, now=now, overdue_after_s=rt.overdue_after_s)
 
 
-def finish_revoked(session: Session, grant: Grant, request_id: str | None, *, now: datetime) -> str:
-    """Mark one deleted grant revoked (or failed, if it never applied), with its audit row and note."""
+def finish_revoked(
+    session: Session,
+    grant: Grant,
+    request_id: str | None,
+    *,
+    now: datetime,
+    overdue_after_s: float | None = None,
+) -> str:
+    """Mark one deleted grant revoked (or failed, if it never applied), with its audit row and note.
+
+    A grant revoked more than `overdue_after_s` after its expiry that was never
+    flagged (one long, retried delete can cross the line unseen) gets its one alert now.
+    """
     failed = grant.applied_at is None and (grant.revoke_reason or "").startswith(APPLY_FAILED)
     final = GrantStatus.FAILED if failed else GrantStatus.REVOKED
     if not service.transition(
@@ -316,7 +328,31 @@ def finish_revoked(session: Session, grant: Grant, request_id: str | None, *, no
     ):
         return grant.status
     _revoked_notes(session, grant, final, request_id, now=now)
+    flag_revoked_late(session, [grant], now=now, overdue_after_s=overdue_after_s)
     return final
+
+
+def flag_revoked_late(
+    session: Session, grants: Sequence[Grant], *, now: datetime, overdue_after_s: float | None
+) -> int:
+    """One overdue alert for each of these just-revoked grants that was late and never flagged."""
+    if overdue_after_s is None:
+        return 0
+    flagged = 0
+    for grant in grants:
+        late_s = (now - grant.expires_at).total_seconds()
+        if grant.overdue_at is not None or late_s <= overdue_after_s:
+            continue
+        marked = session.execute(
+            update(Grant)
+            .where(Grant.id == grant.id, Grant.overdue_at.is_(None))
+            .values(overdue_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(marked, "rowcount", 0) == 1:
+            flag_overdue(session, grant, now=now, error="", revoked_late_s=round(late_s, 1))
+            flagged += 1
+    return flagged
 
 
 def _revoked_notes(
@@ -352,7 +388,13 @@ def _revoked_note(session: Session, grant: Grant, final: str, *, now: datetime) 
     )
 
 
-def finish_revoked_many(session: Session, deleted: dict[str, str | None], *, now: datetime) -> dict[str, str]:
+def finish_revoked_many(
+    session: Session,
+    deleted: dict[str, str | None],
+    *,
+    now: datetime,
+    overdue_after_s: float | None = None,
+) -> dict[str, str]:
     """`finish_revoked` for a batch whose policies are deleted: two UPDATEs instead of one per grant.
 
     Each grant still moves only from `revoking` (`UPDATE ... RETURNING` says which won);
@@ -400,6 +442,7 @@ def finish_revoked_many(session: Session, deleted: dict[str, str | None], *, now
     record_many(session, [_revoked_entry(g, end, deleted[g.id], now=now) for g, end in finished])
     for grant, end in finished:
         _revoked_note(session, grant, end, now=now)
+    flag_revoked_late(session, [g for g, _ in finished], now=now, overdue_after_s=overdue_after_s)
     return results
 
 
@@ -425,8 +468,17 @@ def revoke_failed(rt: Runtime, grant_id: str, exc: Exception) -> str:
         return grant.status
 
 
-def flag_overdue(session: Session, grant: Grant, *, now: datetime, error: str) -> None:
-    """One alert per grant that outlived its expiry by more than the allowed lag."""
+def flag_overdue(
+    session: Session, grant: Grant, *, now: datetime, error: str, revoked_late_s: float | None = None
+) -> None:
+    """One alert per grant that outlived its expiry by more than the allowed lag.
+
+    `revoked_late_s` is set when the grant is already revoked, just that late.
+    """
+    detail: dict[str, object] = {"error": error[:500], "expired_at": grant.expires_at.isoformat()}
+    payload: dict[str, object] = {"error": error[:500]}
+    if revoked_late_s is not None:
+        detail["revoked_late_s"] = payload["revoked_late_s"] = revoked_late_s
     record(
         session,
         "grant.overdue",
@@ -435,7 +487,7 @@ def flag_overdue(session: Session, grant: Grant, *, now: datetime, error: str) -
         request_id=grant.request_id,
         grant_id=grant.id,
         instance_id=grant.instance_id,
-        detail={"error": error[:500], "expired_at": grant.expires_at.isoformat()},
+        detail=detail,
     )
     enqueue(
         session,
@@ -443,7 +495,7 @@ def flag_overdue(session: Session, grant: Grant, *, now: datetime, error: str) -
         now=now,
         request_id=grant.request_id,
         grant_id=grant.id,
-        payload={"error": error[:500]},
+        payload=payload,
     )
 
 

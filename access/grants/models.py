@@ -82,4 +82,7 @@ class Grant(Base):
         Index("ix_grants_principal", "principal_arn"),
         # The unfiltered `/eice audit` page: created_at >= since, newest first.
         Index("ix_grants_created", "created_at", "id"),
+        # The CloudTrail collector matches the bot's own IAM events by request ID.
+        Index("ix_grants_put_request", "put_request_id"),
+        Index("ix_grants_delete_request", "delete_request_id"),
     )

@@ -48,6 +48,8 @@ class GrantClock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
+        self._reaping = False
+        self._last_work_at = float("-inf")
         self.last_report: ReapReport | None = None
         # Kept for the process's life: a storm runs many short passes.
         self._pool = ThreadPoolExecutor(max_workers=rt.revoke_workers, thread_name_prefix="eice-reaper")
@@ -62,8 +64,13 @@ class GrantClock:
             log.exception("start-up reconcile failed; it runs again on schedule")
         return report
 
+    def busy(self) -> bool:
+        """A reaper pass is running, or one did work within the last second."""
+        return self._reaping or time.monotonic() - self._last_work_at < 1.0
+
     def start(self) -> None:
         self.rt.on_expiry_known = self.watch
+        self.rt.revoking_now = self.busy
         self._thread = threading.Thread(target=self._loop, name="eice-reaper", daemon=True)
         self._thread.start()
         self.scheduler.add_job(self.wake, "interval", seconds=self.rt.reaper_interval_s, id="reaper")
@@ -123,12 +130,17 @@ class GrantClock:
             try:
                 started = time.monotonic()
                 housekeeping = started - self._housekept_at >= self.rt.reaper_interval_s
+                self._reaping = True
                 self.last_report = reap(self.rt, pool=self._pool, housekeeping=housekeeping)
                 if housekeeping:
                     self._housekept_at = started
+                if self.last_report.work_done:
+                    self._last_work_at = time.monotonic()
                 self.passes += 1
             except Exception:
                 log.exception("reaper pass failed; retrying on the next tick")
+            finally:
+                self._reaping = False
 
     def _reconcile(self) -> None:
         try:

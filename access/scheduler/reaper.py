@@ -141,7 +141,7 @@ def revoke_claimed(
 def _commit_revoked(rt: Runtime, deleted: dict[str, str | None]) -> dict[str, str]:
     failpoint("after_delete_before_commit")
     with rt.db.transaction() as session:
-        return finish_revoked_many(session, deleted, now=rt.clock.now())
+        return finish_revoked_many(session, deleted, now=rt.clock.now(), overdue_after_s=rt.overdue_after_s)
 
 
 def _delete(rt: Runtime, principal: str, name: str) -> str | Exception | None:

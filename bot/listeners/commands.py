@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 
 from access import workflows
 from access.access_requests import flows as requests
-from access.access_requests.flows import RequestInput
+from access.access_requests.flows import PreparedRequest, RequestInput
 from access.access_requests.service import pending_requests
 from access.audit.service import record
 from access.aws.lookups import one_lookup_each
@@ -143,6 +143,17 @@ def run_request(inv: Invocation, cmd: RequestCommand) -> None:
     bot, rt = inv.bot, inv.bot.rt
     actor = bot.directory.actor(inv.user_id)
     profile = bot.directory.profile(inv.user_id)
+
+    def warn_first(prepared: PreparedRequest) -> None:
+        # Before the request (and so its approval card) is written: nobody is paged
+        # for a request the requester has not yet heard will fail.
+        report = prepared.preflight
+        if isinstance(report, dict) and report.get("status") == "failure":
+            inv.say(
+                f":x: Pre-flight: {report.get('verdict')}. The approvers see this on the "
+                "card; `/eice doctor` shows the fix."
+            )
+
     with one_lookup_each():  # validation and pre-flight share the instance/endpoint lookups
         outcome = workflows.submit_request(
             rt,
@@ -157,13 +168,9 @@ def run_request(inv: Invocation, cmd: RequestCommand) -> None:
                 requester_name=profile.name,
                 email=profile.email,
             ),
+            before_write=warn_first,
         )
     request = outcome.request
-    if isinstance(request.preflight, dict) and request.preflight.get("status") == "failure":
-        inv.say(
-            f":x: Pre-flight: {request.preflight.get('verdict')}. The approvers see this on the "
-            "card; `/eice doctor` shows the fix."
-        )
     if outcome.grant_id:
         how = "break-glass" if request.break_glass else "the rule (auto-approve)"
         inv.say(f"Approved by {how}: grant `{outcome.grant_id}`. Your commands are in a DM.")

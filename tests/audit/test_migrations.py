@@ -1,4 +1,4 @@
-"""Migration 0003 (the grants (created_at, id) index) up, down and up again, on both databases.
+"""Migrations 0003 (grants (created_at, id)) and 0004 (grants by request ID) down and up, on both databases.
 
 Also checks that the models and the migrated schema agree (Alembic's own comparison),
 and that the unfiltered `/eice audit` page is answered from the new index.
@@ -49,14 +49,24 @@ def _schema_drift(db: Database) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
 
 
-def test_0003_upgrades_downgrades_and_upgrades_again_keeping_the_data(fresh_url: str) -> None:
+def test_0003_and_0004_go_down_and_up_again_keeping_the_data(fresh_url: str) -> None:
     db = Database(fresh_url)
+    request_indexes = {
+        "ix_grants_put_request": ["put_request_id"],
+        "ix_grants_delete_request": ["delete_request_id"],
+    }
     try:
-        assert current(fresh_url) == "0003"
+        assert current(fresh_url) == "0004"
         assert _grant_indexes(db)[INDEX] == ["created_at", "id"]
+        assert request_indexes.items() <= _grant_indexes(db).items()
         assert _schema_drift(db) == []
         with db.transaction() as session:
             kept = make_grant(session, role_person("alice"), starts_at=now()).id
+
+        command.downgrade(alembic_config(fresh_url), "-1")
+        assert current(fresh_url) == "0003"
+        assert not set(request_indexes) & set(_grant_indexes(db))
+        assert INDEX in _grant_indexes(db)  # only 0004's indexes went
 
         command.downgrade(alembic_config(fresh_url), "-1")
         assert current(fresh_url) == "0002"
@@ -64,8 +74,9 @@ def test_0003_upgrades_downgrades_and_upgrades_again_keeping_the_data(fresh_url:
         assert "ix_grants_instance" in _grant_indexes(db)  # only 0003's index went
 
         upgrade(fresh_url)
-        assert current(fresh_url) == "0003"
+        assert current(fresh_url) == "0004"
         assert _grant_indexes(db)[INDEX] == ["created_at", "id"]
+        assert request_indexes.items() <= _grant_indexes(db).items()
         with db.transaction() as session:
             assert session.scalar(select(func.count()).select_from(Grant)) == 1
             assert session.get(Grant, kept) is not None

@@ -227,3 +227,33 @@ def test_unreachable_instance_is_flagged_before_anyone_approves(rt: Runtime, est
     assert request.status == RequestStatus.PENDING
     assert request.preflight is not None and request.preflight["status"] == "failure"
     assert "will fail" in request.preflight["verdict"] and closed_sg in request.preflight["verdict"]
+
+
+def test_a_grant_revoked_past_the_overdue_line_raises_its_one_alert(
+    rt: Runtime, estate: Estate, db_url: str, config
+) -> None:  # type: ignore[no-untyped-def]
+    grant = grant_of(rt, ask(rt, "dev-box").id)
+    # The bot comes back 5 minutes after the expiry: nobody flagged the grant while it
+    # was down, so the revocation itself must say it came late.
+    late = make_runtime(
+        db_url,
+        config,
+        clock=FixedClock(grant.expires_at + timedelta(minutes=5)),
+        claim_lease_s=1.0,
+        overdue_after_s=60.0,
+    )
+    try:
+        reap(late, housekeeping=False)
+        reap(late, housekeeping=False)
+    finally:
+        late.db.dispose()
+    assert grant_of(rt, grant.request_id).status == GrantStatus.REVOKED
+    assert rt.iam.list_grant_names(estate.role_arns["alice"]) == []
+    with rt.db.transaction() as session:
+        alerts = list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.kind == "grant.overdue", AuditEvent.grant_id == grant.id)
+            )
+        )
+    assert [a.detail["revoked_late_s"] for a in alerts] == [300.0]
+    assert grant_of(rt, grant.request_id).overdue_at is not None
