@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from access.migrate import upgrade
+from access.migrate import scratch_postgres, upgrade
 from sandbox.aws.seed import Estate, seed_estate
 from sandbox.aws.server import AwsSandbox
 from sandbox.slack.driver import SlackDriver
@@ -57,19 +55,8 @@ def scratch_database(kind: str, folder: Path, postgres_url: str = DEFAULT_POSTGR
         upgrade(url)
         yield url
         return
-    admin_url = make_url(postgres_url).set(drivername="postgresql+psycopg")
-    name = f"eice_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with scratch_postgres(postgres_url, "eice_bench") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select, text
 
 from access.access_requests.flows import RequestInput
 from access.access_requests.models import AccessRequest, RequestStatus
@@ -30,7 +29,7 @@ from access.config.permissions import Actor
 from access.db import Database
 from access.errors import AccessError
 from access.grants.models import Grant
-from access.migrate import upgrade
+from access.migrate import scratch_postgres, upgrade
 from access.runtime import Runtime
 from access.workflows import approve_request, submit_request
 from sandbox.aws.seed import seed_estate
@@ -87,22 +86,9 @@ def chaos_database(kind: str, folder: Path, postgres_url: str | None = None) -> 
         upgrade(url)
         yield url
         return
-    admin_url = make_url(postgres_url or os.environ.get("EICE_CHAOS_POSTGRES_URL", DEFAULT_POSTGRES_URL))
-    name = f"eice_chaos_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    server = postgres_url or os.environ.get("EICE_CHAOS_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    with scratch_postgres(server, "eice_chaos") as url:
         yield url
-    finally:
-        with contextlib.suppress(Exception), admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 class ChaosWorld:
