@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     eice_claim_lease_s: float = Field(default=60.0, gt=0)
     eice_overdue_after_s: float = Field(default=60.0, gt=0)
     eice_revoke_workers: int = Field(default=8, ge=1, le=64)
+    eice_command_workers: int = Field(default=2, ge=0, le=32)
+    eice_command_worker_priority: Literal["idle", "nice"] = "idle"
     eice_log_level: str = "INFO"
 
     def __repr__(self) -> str:  # SecretStr already masks; keep the repr short too

@@ -25,7 +25,6 @@ from bot.wsgi import EiceWsgiApp, HealthProbe
 log = logging.getLogger(__name__)
 OUTBOX_TICK_S = 1.0
 CHAIN_WITNESS_S = 3600.0
-COMMAND_WORKERS = 2
 LOST_COMMAND = ":x: Your command could not be run (a worker failed); please try again."
 
 
@@ -52,13 +51,16 @@ class Service:
     Args:
         rt: the runtime.
         settings: the settings `rt` was built from (command workers rebuild theirs from them).
-        command_workers: processes that run `/eice` commands after the ack (0: threads here).
+        command_workers: processes that run `/eice` commands after the ack (0: threads here;
+            default `EICE_COMMAND_WORKERS`).
     """
 
-    def __init__(self, rt: Runtime, settings: Settings, *, command_workers: int = COMMAND_WORKERS) -> None:
+    def __init__(self, rt: Runtime, settings: Settings, *, command_workers: int | None = None) -> None:
         self.rt = rt
         self.settings = settings
         self.metrics = BotMetrics()
+        if command_workers is None:
+            command_workers = settings.eice_command_workers
         self.workers = CommandWorkers(settings, processes=command_workers) if command_workers else None
         self.bot = Bot.create(rt, web_client(settings), metrics=self.metrics, workers=self.workers)
         if self.workers is not None:

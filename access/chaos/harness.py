@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from access.access_requests.flows import RequestInput
 from access.access_requests.models import AccessRequest, RequestStatus
@@ -44,6 +45,7 @@ REAPER_INTERVAL_S = 0.5
 # Short, so a killed process's claims lapse soon; longer than one IAM call with its retries
 # when IAM is healthy (the throttle scenario uses a longer one, as the product's 60 s is).
 CLAIM_LEASE_S = 8.0
+PROGRESS_EVERY_S = 30.0
 
 
 def now() -> datetime:
@@ -118,6 +120,10 @@ class ChaosWorld:
         self.crashes: list[datetime] = []
         self.restarts = 0
         self.extra_env: dict[str, str] = {}
+        self.submitted = 0
+        self.progress_every_s = PROGRESS_EVERY_S
+        self._started_at = time.monotonic()
+        self._last_progress = time.monotonic()
         self._down_since: datetime | None = None
         self._saved_env: dict[str, str] = {}
         self.observer = Observer("")
@@ -271,7 +277,26 @@ class ChaosWorld:
         except Exception:  # e.g. IAM throttled the principal lookup: no request was made
             self.refused_submits += 1
             return None
+        self.submitted += 1
         return outcome.request.id
+
+    def progress(self, phase: str = "running") -> None:
+        """A line on stderr at most every `progress_every_s`: a long run shows it is alive."""
+        if time.monotonic() - self._last_progress < self.progress_every_s:
+            return
+        self._last_progress = time.monotonic()
+        try:
+            with self.rt.db.transaction() as s:
+                ended = s.scalar(select(func.count()).select_from(Grant).where(Grant.status == "revoked"))
+        except Exception:  # the database may be the fault being injected
+            ended = "?"
+        elapsed = int(time.monotonic() - self._started_at)
+        print(
+            f"eice chaos: {phase}, {elapsed // 60}m{elapsed % 60:02d}s: {self.submitted} requests, "
+            f"{ended} grants revoked, {self.restarts} restarts",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def approve_direct(self, request_id: str) -> str | None:
         outcome = approve_request(self.rt, request_id, Actor("U0BOB"))
@@ -338,6 +363,7 @@ class ChaosWorld:
                 )
             if not left and not self.pending_requests():
                 return True
+            self.progress("finishing")
             time.sleep(0.3)
         return False
 

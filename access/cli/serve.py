@@ -19,13 +19,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--threads", type=int, default=16, help="waitress worker threads")
+    p.add_argument(
+        "--command-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that run /eice commands after the ack (default EICE_COMMAND_WORKERS, 2; "
+        "0 runs them on threads of the server)",
+    )
     p.add_argument("--migrate", action="store_true", help="upgrade the schema before serving")
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # The Slack layer is imported here, never at module import: `access/` stays Slack-free.
-    from access.errors import AccessError
+    from access.errors import AccessError, InvalidInput
     from access.runtime import Runtime
     from access.settings import get_settings
 
@@ -38,7 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from bot.server import Service, check_migrations, serve_http, serve_socket
 
         check_migrations(settings.eice_database_url, upgrade=args.migrate)
-        service = Service(Runtime.from_settings(settings), settings)
+        if args.command_workers is not None and not 0 <= args.command_workers <= 32:
+            raise InvalidInput(f"--command-workers must be between 0 and 32, not {args.command_workers}")
+        service = Service(Runtime.from_settings(settings), settings, command_workers=args.command_workers)
         service.start()
     except AccessError as exc:
         print(f"eice serve: {exc.message}", file=sys.stderr)

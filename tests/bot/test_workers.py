@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
+from bot.workers import lower_priority
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
 from sandbox.slack.server import SlackSandbox
@@ -42,10 +44,13 @@ def _server_pid(world: World) -> int:
 
 def test_command_workers_run_below_the_servers_priority(world: World) -> None:
     server_nice = _nice(_server_pid(world))
+    assert os.sched_getscheduler(_server_pid(world)) == os.SCHED_OTHER
 
     def lowered() -> bool:  # a worker lowers its priority first thing once it is running
         workers = _workers(_server_pid(world))
-        return bool(workers) and all(_nice(pid) > server_nice for pid in workers)
+        return bool(workers) and all(
+            _nice(pid) > server_nice and os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in workers
+        )
 
     assert eventually(lowered, timeout=60)
 
@@ -81,3 +86,24 @@ def test_workers_end_when_their_server_is_killed(
         eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
     finally:
         own.stop()
+
+
+def _in_a_thread(nice: int, idle: bool) -> tuple[int, int]:
+    """(policy, nice) of a fresh thread after `lower_priority` (the test process stays as it is)."""
+    seen: list[tuple[int, int]] = []
+
+    def body() -> None:
+        lower_priority(nice, idle)
+        seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_lower_priority_takes_the_idle_policy_or_only_a_nice_value() -> None:
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert _in_a_thread(4, idle=True) == (os.SCHED_IDLE, base + 4)
+    assert _in_a_thread(4, idle=False) == (os.SCHED_OTHER, base + 4)
+    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == (os.SCHED_OTHER, base)

@@ -65,6 +65,7 @@ def pump(
     With `bot`, pending requests are approved by clicking their card (the bot does the
     approval); otherwise requests must be auto-approved. Returns how many were submitted.
     """
+    world.progress()
     submitted = 0
     if budget > 0:
         busy = world.busy_users()
