@@ -6,21 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from access.access_requests.flows import (
-    ApprovalOutcome,
-    PreparedRequest,
-    RequestInput,
-    approve,
-    create_request,
-    deny,
-    prepare_request,
-)
+from access.access_requests.flows import ApprovalOutcome, approve, create_request, deny
 from access.access_requests.models import AccessRequest
+from access.access_requests.prepare import PreparedRequest, RequestInput, prepare_request
 from access.audit.service import record
 from access.config.permissions import Actor
 from access.errors import Conflict, NotPermitted
 from access.failpoints import failpoint
-from access.grants.flows import apply_grant, request_revoke, revoke_grant
+from access.grants.flows import apply_grant
+from access.grants.revoke import request_revoke, revoke_grant
 from access.runtime import Runtime
 
 

@@ -23,7 +23,8 @@ from access.grants.policy import ROLE_INLINE_LIMIT, GrantScope, grant_policy, po
 from access.runtime import new_id
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
-from sandbox.slack.server import Message, SlackSandbox
+from sandbox.slack.conversations import Message
+from sandbox.slack.server import SlackSandbox
 
 ROLE_PATH = "/eice-bench/"
 REQUESTERS = ("U0ALICE", "U0CAROL", "U0DAVE")

@@ -18,8 +18,8 @@ from typing import Any
 import boto3
 from sqlalchemy import func, select, text
 
-from access.access_requests.flows import RequestInput
 from access.access_requests.models import AccessRequest, RequestStatus
+from access.access_requests.prepare import RequestInput
 from access.aws.calls import AwsClients
 from access.aws.iam import IamPolicies
 from access.chaos.collect import Observer, snapshot
@@ -285,11 +285,10 @@ class ChaosWorld:
         if time.monotonic() - self._last_progress < self.progress_every_s:
             return
         self._last_progress = time.monotonic()
-        try:
-            with self.rt.db.transaction() as s:
-                ended = s.scalar(select(func.count()).select_from(Grant).where(Grant.status == "revoked"))
-        except Exception:  # the database may be the fault being injected
-            ended = "?"
+        ended: int | str | None = "?"
+        # The database may be the fault being injected.
+        with contextlib.suppress(Exception), self.rt.db.transaction() as s:
+            ended = s.scalar(select(func.count()).select_from(Grant).where(Grant.status == "revoked"))
         elapsed = int(time.monotonic() - self._started_at)
         print(
             f"eice chaos: {phase}, {elapsed // 60}m{elapsed % 60:02d}s: {self.submitted} requests, "

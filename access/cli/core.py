@@ -146,7 +146,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
 
 def cmd_close_grant(args: argparse.Namespace) -> int:
     from access.config.permissions import Actor
-    from access.grants.flows import close_unrevocable
+    from access.grants.revoke import close_unrevocable
     from access.runtime import Runtime
 
     try:

@@ -14,11 +14,14 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from access.access_requests.flows import expire_timed_out
+from access.access_requests.timeouts import expire_timed_out
 from access.failpoints import failpoint
 from access.grants import service
-from access.grants.flows import apply_grant, finish_revoked_many, flag_overdue, revoke_failed, revoke_grant
+from access.grants.finish import finish_revoked_many
+from access.grants.flows import apply_grant
 from access.grants.models import Grant, GrantStatus
+from access.grants.overdue import flag_overdue
+from access.grants.revoke import revoke_failed, revoke_grant
 from access.outbox.service import enqueue
 from access.runtime import Runtime
 

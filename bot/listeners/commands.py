@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 
 from access import workflows
 from access.access_requests import flows as requests
-from access.access_requests.flows import PreparedRequest, RequestInput
+from access.access_requests.prepare import PreparedRequest, RequestInput
 from access.access_requests.service import pending_requests
 from access.audit.service import record
 from access.aws.lookups import one_lookup_each

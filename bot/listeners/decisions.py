@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from access import workflows
 from access.access_requests import flows as requests
-from access.access_requests.flows import RequestInput
+from access.access_requests import withdraw
 from access.access_requests.models import AccessRequest
+from access.access_requests.prepare import RequestInput, prepare_request
 from access.config.permissions import Actor, can_extend
 from access.config.rules import Target, effective_rule
 from access.durations import format_duration, parse_duration
@@ -40,7 +41,7 @@ def deny(bot: Bot, actor: Actor, request_id: str) -> str:
 
 def cancel(bot: Bot, actor: Actor, request_id: str) -> str:
     with bot.rt.db.transaction() as session:
-        request = requests.cancel(session, bot.rt, request_id, actor)
+        request = withdraw.cancel(session, bot.rt, request_id, actor)
     return f"Request `{request.id}` cancelled."
 
 
@@ -79,7 +80,7 @@ def extend(bot: Bot, actor: Actor, grant_id: str, duration: str | None) -> str:
     else:
         extra = parse_duration(duration)
     profile = bot.directory.profile(grant.requester_id)
-    prepared = requests.prepare_request(
+    prepared = prepare_request(
         rt,
         RequestInput(
             requester=actor if actor.user_id == grant.requester_id else Actor(grant.requester_id),

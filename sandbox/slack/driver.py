@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 import requests
 
-from sandbox.slack.server import Message, SlackSandbox
+from sandbox.slack.conversations import Message
+from sandbox.slack.server import SlackSandbox
 
 API_APP_ID = "A0EICE"
 VERIFICATION_TOKEN = "sandbox-verification-token"  # deprecated by Slack, still sent

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sandbox.slack.server import Message, SlackSandbox
+    from sandbox.slack.conversations import Message
+    from sandbox.slack.server import SlackSandbox
 
 
 def transcript(slack: SlackSandbox) -> str:

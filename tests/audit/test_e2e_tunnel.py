@@ -27,7 +27,7 @@ import pytest
 from botocore.credentials import Credentials
 from sqlalchemy import select
 
-from access.access_requests.flows import RequestInput
+from access.access_requests.prepare import RequestInput
 from access.audit.cloudtrail_models import CloudTrailEvent
 from access.audit.collector import CloudTrailCollector, collector_tick
 from access.audit.models import AuditEvent

@@ -19,7 +19,7 @@ from sqlalchemy import text, update
 from access.access_requests.models import AccessRequest
 from access.config.loader import load_config
 from access.config.permissions import Actor
-from access.grants import flows as grant_flows
+from access.grants import revoke as grant_revoke
 from access.grants import service as grant_service
 from access.runtime import Runtime
 from access.settings import Settings
@@ -167,8 +167,8 @@ class World:
         for grant_id in live:
             try:
                 with self.rt.db.transaction() as s:
-                    grant_flows.request_revoke(s, self.rt, grant_id, admin, reason="test cleanup")
-                grant_flows.revoke_grant(self.rt, grant_id)
+                    grant_revoke.request_revoke(s, self.rt, grant_id, admin, reason="test cleanup")
+                grant_revoke.revoke_grant(self.rt, grant_id)
             except Exception:
                 pass
 

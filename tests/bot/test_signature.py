@@ -55,6 +55,7 @@ def test_unsigned_requests_get_401_and_change_nothing(world: World, tamper: str)
 def test_healthz_and_metrics(world: World) -> None:
     import requests
 
+    assert world.driver.command("U0ALICE", "help").status == 200
     health = requests.get(world.url + "/healthz", timeout=5)
     assert health.status_code == 200
     assert health.json()["db"] == "ok" and health.json()["scheduler"] == "running"
@@ -67,3 +68,4 @@ def test_healthz_and_metrics(world: World) -> None:
         "eice_revocation_lag_seconds",
     ):
         assert name in metrics
+    assert 'eice_slack_requests_total{kind="command",status="200"}' in metrics

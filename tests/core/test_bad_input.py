@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from access.access_requests.flows import RequestInput
 from access.access_requests.models import AccessRequest
+from access.access_requests.prepare import RequestInput
 from access.audit.models import AuditEvent
 from access.config.permissions import Actor
 from access.errors import AccessError, Ambiguous, AwsError, InvalidInput, NotFound, PolicyTooLarge

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from access.access_requests.flows import RequestInput
+from access.access_requests.prepare import RequestInput
 from access.config.permissions import Actor
 from access.errors import AccessError
 from access.grants.models import Grant

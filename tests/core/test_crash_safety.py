@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from access.access_requests.flows import RequestInput
+from access.access_requests.prepare import RequestInput
 from access.config.permissions import Actor
 from access.grants.models import Grant, GrantStatus
 from access.runtime import Runtime

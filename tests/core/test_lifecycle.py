@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from access.access_requests.flows import RequestInput, approve
+from access.access_requests.flows import approve
 from access.access_requests.models import AccessRequest, RequestStatus
+from access.access_requests.prepare import RequestInput
 from access.audit.models import AuditEvent
 from access.audit.service import verify_chain
 from access.clock import FixedClock
@@ -176,7 +177,8 @@ def test_second_request_for_same_instance_is_refused_while_pending(rt: Runtime) 
 
 
 def test_extension_moves_expiry_and_reputs_policy(rt: Runtime, estate: Estate) -> None:
-    from access.access_requests.flows import create_request, prepare_request
+    from access.access_requests.flows import create_request
+    from access.access_requests.prepare import prepare_request
 
     request = ask(rt, duration="10m")
     outcome = approve_request(rt, request.id, BOB)

@@ -12,7 +12,7 @@ from access.audit.models import AuditEvent
 from access.audit.service import verify_chain
 from access.bench.seed import seed_grants, spread
 from access.grants import service
-from access.grants.flows import finish_revoked_many
+from access.grants.finish import finish_revoked_many
 from access.grants.models import Grant, GrantStatus
 from access.outbox.models import OutboxMessage
 from access.runtime import Runtime
