@@ -23,8 +23,9 @@ import requests
 from access.migrate import scratch_postgres, upgrade
 from sandbox.aws.seed import Estate, seed_estate
 from sandbox.aws.server import AwsSandbox
+from sandbox.bot_env import bot_env
 from sandbox.slack.driver import SlackDriver
-from sandbox.slack.server import DEFAULT_TOKEN, DEFAULT_USERS, SlackSandbox
+from sandbox.slack.server import DEFAULT_USERS, SlackSandbox
 
 SECRET = "bench-signing-secret"
 APPROVER = "U0BOB"
@@ -121,16 +122,12 @@ class BotProcess:
         self.world = world
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SLACK_", "EICE_"))}
-        env.update(world.aws.env())
-        env.update(
-            AWS_CONFIG_FILE="/dev/null",
-            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-            SLACK_BOT_TOKEN=DEFAULT_TOKEN,
-            SLACK_SIGNING_SECRET=SECRET,
-            EICE_SLACK_API_URL=world.slack.url + "/api/",
-            EICE_DATABASE_URL=db_url,
-            EICE_CONFIG=str(world.config_path()),
+        env = bot_env(
+            world.aws,
+            world.slack,
+            db_url=db_url,
+            config=world.config_path(),
+            signing_secret=SECRET,
             EICE_REAPER_INTERVAL_S=str(reaper_interval_s),
             EICE_LOG_LEVEL="ERROR",
         )

@@ -35,8 +35,9 @@ from access.runtime import Runtime
 from access.workflows import approve_request, submit_request
 from sandbox.aws.seed import seed_estate
 from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.bot_env import bot_env
 from sandbox.slack.driver import SlackDriver
-from sandbox.slack.server import DEFAULT_TOKEN, DEFAULT_USERS, SlackSandbox
+from sandbox.slack.server import DEFAULT_USERS, SlackSandbox
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 APPROVALS = "C0APPROVALS"
@@ -194,17 +195,14 @@ class ChaosWorld:
     # bot processes
 
     def bot_env(self, name: str) -> dict[str, str]:
-        env = {k: v for k, v in self._saved_env.items() if not k.startswith(("AWS_", "SLACK_", "EICE_"))}
-        env.update(self.aws.env())
-        env.update(
-            AWS_CONFIG_FILE="/dev/null",
-            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        env = bot_env(
+            self.aws,
+            self.slack,
+            db_url=self.db_url,
+            config=self.config_path,
+            signing_secret=SIGNING_SECRET,
+            base=self._saved_env,
             AWS_SDK_UA_APP_ID=name,
-            SLACK_BOT_TOKEN=DEFAULT_TOKEN,
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            EICE_SLACK_API_URL=self.slack.url + "/api/",
-            EICE_DATABASE_URL=self.db_url,
-            EICE_CONFIG=str(self.config_path),
             EICE_REPLICA_ID=f"{name}:{uuid.uuid4().hex[:6]}",
             EICE_REAPER_INTERVAL_S=str(REAPER_INTERVAL_S),
             EICE_CLAIM_LEASE_S=str(self.claim_lease_s),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -25,8 +24,9 @@ from access.runtime import Runtime
 from access.settings import Settings
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.bot_env import bot_env as sandbox_bot_env
 from sandbox.slack.driver import SlackDriver
-from sandbox.slack.server import DEFAULT_TOKEN, SlackSandbox
+from sandbox.slack.server import SlackSandbox
 
 SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 APPROVALS = "C0APPROVALS"
@@ -91,20 +91,15 @@ def eventually(check: Callable[[], T], *, timeout: float = 15.0, every: float = 
 
 
 def bot_env(aws: AwsSandbox, slack: SlackSandbox, db_url: str, config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SLACK_", "EICE_"))}
-    env.update(aws.env())
-    env.update(
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-        SLACK_BOT_TOKEN=DEFAULT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        EICE_SLACK_API_URL=slack.url + "/api/",
-        EICE_DATABASE_URL=db_url,
-        EICE_CONFIG=str(config),
+    return sandbox_bot_env(
+        aws,
+        slack,
+        db_url=db_url,
+        config=config,
+        signing_secret=SIGNING_SECRET,
         EICE_REAPER_INTERVAL_S="0.5",
         EICE_LOG_LEVEL="WARNING",
     )
-    return env
 
 
 @dataclass

@@ -40,9 +40,11 @@ def test_a_short_run_reports_both_servers_and_every_command_was_handled() -> Non
     assert figures["bare_p50_ms"] <= figures["bare_p99_ms"]
     assert (figures["commands"], figures["rate_per_s"], figures["rounds"]) == (12, 20.0, 2)
     assert figures["sandbox_nice"] == 5
+    assert figures["sandbox_idle"] is True  # the default: the stand-ins leave the servers the CPU
     # Ten warm-up commands and twelve measured ones, each a new request with its own card.
     assert figures["approval_cards"] == 22
     assert result["ratios"]["ack_p99"] == round(figures["ack_p99_ms"] / figures["bare_p99_ms"], 3)
+    assert result["ratios"]["ack_p50"] == round(figures["ack_p50_ms"] / figures["bare_p50_ms"], 3)
 
 
 @pytest.mark.parametrize(
