@@ -194,19 +194,20 @@ def _server(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[st
 
 
 def bench_ack(
-    n: int = 300,
+    n: int = 1000,
     concurrency: int = 8,
     json_output: bool = False,
     *,
     rate: float = 10.0,
-    rounds: int = 6,
+    rounds: int = 10,
     sandbox_nice: int = 0,
     sandbox_idle: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark; returns `{"benchmark": "ack", "figures": {...}, "ratios": {...}}`.
 
     Args:
-        n: signed `/eice request` commands sent to each server (after a warm-up).
+        n: signed `/eice request` commands sent to each server (after a warm-up). The p99 of
+            n latencies rests on its n/100 slowest: 1,000 makes that ten, not three.
         concurrency: most commands in flight at once (the firing process's connections).
         json_output: print the result as one JSON line too.
         rate: mean arrival rate, commands per second (Poisson, same schedule for both).
@@ -336,10 +337,10 @@ def _fire_main() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bot.bench_ack")
-    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=10.0, help="commands per second (Poisson)")
-    parser.add_argument("--rounds", type=int, default=6, help="alternating bot/bare rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating bot/bare rounds")
     parser.add_argument("--sandbox-nice", type=int, default=0, help="lower the stand-ins' priority")
     parser.add_argument(
         "--sandbox-priority", choices=("idle", "normal"), default="idle", help="the stand-ins' CPU priority"

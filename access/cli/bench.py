@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("name", choices=BENCHMARKS)
     p.add_argument("--json", action="store_true", help='print one object: {"benchmark", "figures", "ratios"}')
-    p.add_argument("--n", type=int, default=300, help="ack: commands per server (default 300)")
+    p.add_argument("--n", type=int, default=1000, help="ack: commands per server (default 1000)")
     p.add_argument("--concurrency", type=int, default=8, help="ack: commands in flight")
     p.add_argument("--rate", type=float, default=10.0, help="ack: commands per second (Poisson arrivals)")
     p.add_argument(
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
         help="ack: the AWS and Slack stand-ins' CPU priority; idle (default) leaves the servers the "
         "CPU, as AWS and Slack on other machines do; normal makes them compete as equals",
     )
-    p.add_argument("--rounds", type=int, default=6, help="ack: alternating bot/bare rounds")
+    p.add_argument("--rounds", type=int, default=10, help="ack: alternating bot/bare rounds")
     p.add_argument("--size-mb", type=int, default=50, help="tunnel: bytes to push, MiB")
     p.add_argument("--rtt-samples", type=int, default=500, help="tunnel: round trips to time")
     p.add_argument("--rows", type=int, default=1_000_000, help="audit: audit rows")
