@@ -6,24 +6,36 @@ threads need, and a burst of commands delays every ack behind it. In their own p
 at a lower scheduling priority (`nice`), it cannot. Each worker builds its own runtime,
 database engine, boto3 clients and Slack client from the same settings.
 
-Delivery is at least once: a job whose worker process died is run again on a fresh pool
-(the request flow refuses a second pending request for the same instance), and a job that
-still cannot run is answered with an error, so an acked command is never dropped without a
-word. A graceful stop drains the queue; a killed server loses its queued jobs, as the
-in-process lazy listeners did.
+The hand-off is one pipe per worker, written by the ack thread itself: pickling a command
+and writing it costs tens of microseconds and wakes no other thread of the serving process
+(a `ProcessPoolExecutor` wakes two, a manager and a feeder, whose GIL time lands on the
+ack's response). Each worker counts the commands it has finished in shared memory; a
+supervisor thread reads those counters twice a second, so nothing comes back per command.
+
+Delivery is at least once: the commands a dead worker had not finished are sent again to
+another worker (the request flow refuses a second pending request for the same instance),
+and a command that still cannot run is answered with an error, so an acked command is
+never dropped without a word. A graceful stop drains the queues; a killed server loses its
+queued commands, as the in-process lazy listeners did.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
 from typing import TYPE_CHECKING, Any
 
 from access.errors import ConfigError
@@ -35,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WORKER_NICE = 10
 ATTEMPTS = 2
+SUPERVISE_EVERY_S = 0.5
+PIPE_BYTES = 1 << 20  # about 700 queued commands per worker before an ack would wait
+STOP_TIMEOUT_S = 120.0
 
 Body = dict[str, Any]
 _worker_bot: Bot | None = None
@@ -88,10 +103,6 @@ def _init_worker(settings: Settings, nice: int, server_pid: int) -> None:
     _worker_bot = Bot.create(Runtime.from_settings(settings), web_client(settings))
 
 
-def _ready() -> int:
-    return os.getpid()
-
-
 def _run_command(body: Body) -> None:
     from bot.listeners.commands import handle_eice
 
@@ -102,8 +113,55 @@ def _run_command(body: Body) -> None:
     handle_eice(_worker_bot, body, kick=True)
 
 
+def _worker_main(
+    jobs: Connection, done: Synchronized[int], settings: Settings, nice: int, server_pid: int
+) -> None:
+    """A worker process: run the commands from `jobs` in order until `None` or end of pipe."""
+    _init_worker(settings, nice, server_pid)
+    log.info("command worker %s ready", os.getpid())
+    while True:
+        try:
+            body = jobs.recv()
+        except (EOFError, OSError):
+            return
+        if body is None:
+            return
+        try:
+            _run_command(body)
+        except Exception as exc:  # handle_eice answers errors itself; this is a bug in the plumbing
+            log.error("command job failed: %s", type(exc).__name__)
+        done.value += 1  # only this process writes it
+
+
+def _grow_pipe(conn: Connection) -> None:
+    """Make the pipe hold about a megabyte, so bursts queue without blocking an ack."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+@dataclass
+class _Worker:
+    """One worker process, the pipe to it, and what was sent to it and not yet finished."""
+
+    process: BaseProcess
+    jobs: Connection
+    done: Synchronized[int]
+    unfinished: deque[tuple[Body, int]] = field(default_factory=deque)  # (body, attempt), in order
+    counted: int = 0  # how many of the sent commands the supervisor has seen finished
+
+    def backlog(self) -> int:
+        return len(self.unfinished) - (self.done.value - self.counted)
+
+    def settle(self) -> None:
+        """Forget the commands the worker has finished."""
+        finished = self.done.value
+        while self.counted < finished and self.unfinished:
+            self.unfinished.popleft()
+            self.counted += 1
+
+
 class CommandWorkers:
-    """A pool of worker processes that run `/eice` commands after their ack.
+    """Worker processes that run `/eice` commands after their ack.
 
     Args:
         settings: what each worker builds its runtime from (the server's own settings).
@@ -126,85 +184,105 @@ class CommandWorkers:
         self.processes = processes
         self.nice = nice
         self.on_lost = on_lost or (lambda _body: None)
+        self._context = multiprocessing.get_context("spawn")  # never fork a threaded server
         self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] = []
         self._stopping = False
+        self._stopped = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._spawned = itertools.count(1)
 
     def start(self) -> None:
-        """Start the worker processes; returns at once (commands queue until a worker is up).
-
-        The server has already built the same runtime from the same settings, so a worker
-        that cannot start is a rare failure: it is logged, and its commands are answered
-        with an error.
-        """
+        """Start the worker processes and their supervisor; returns at once (commands queue
+        in the pipes until a worker is up)."""
         with self._lock:
-            self._pool = self._new_pool()
-            pool = self._pool
-        for _ in range(self.processes):  # each submit with no idle worker spawns one
-            pool.submit(_ready).add_done_callback(self._started)
+            self._workers = [self._spawn() for _ in range(self.processes)]
+        self._supervisor = threading.Thread(target=self._supervise, name="eice-command-workers", daemon=True)
+        self._supervisor.start()
 
     def submit(self, body: Body) -> None:
-        """Queue one acked command; returns at once."""
-        self._submit(dict(body), 1)
+        """Queue one acked command with the least busy worker; returns at once."""
+        self._send(dict(body), 1)
 
     def stop(self) -> None:
         """Run what is queued, then end the workers."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            workers = list(self._workers)
+        self._stopped.set()
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                worker.jobs.send(None)  # after everything queued before it
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                log.error("command worker %s did not finish in time; ending it", worker.process.pid)
+                worker.process.kill()
+                worker.process.join()
+            worker.jobs.close()
+        for worker in workers:  # a worker that died while draining leaves its commands unrun
+            worker.settle()
+            for body, _attempt in worker.unfinished:
+                self.on_lost(body)
 
-    def _started(self, future: Future[int]) -> None:
-        exc = future.exception()
-        if exc is not None:
-            log.error("a command worker did not start: %s", exc)
-        else:
-            log.info("command worker %s ready", future.result())
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded server
-            initializer=_init_worker,
-            initargs=(self.settings, self.nice, os.getpid()),  # a server killed early is noticed too
+    def _spawn(self) -> _Worker:
+        reader, writer = self._context.Pipe(duplex=False)
+        _grow_pipe(writer)
+        done = self._context.Value("q", 0, lock=False)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(reader, done, self.settings, self.nice, os.getpid()),  # a killed server is noticed
+            name=f"eice-command-worker-{next(self._spawned)}",
+            daemon=True,
         )
+        process.start()
+        reader.close()  # the worker holds its end; ours would keep the pipe open after it died
+        return _Worker(process=process, jobs=writer, done=done)
 
-    def _submit(self, body: Body, attempt: int) -> None:
+    def _send(self, body: Body, attempt: int) -> None:
         with self._lock:
-            pool = self._pool
-        if pool is None:
-            log.error("command arrived after the workers stopped")
-            self.on_lost(body)
-            return
-        try:
-            future = pool.submit(_run_command, body)
-        except (BrokenProcessPool, RuntimeError):
-            self._retry_or_lose(body, attempt, pool)
-            return
-        future.add_done_callback(lambda f: self._finished(f, body, attempt, pool))
-
-    def _finished(self, future: Future[None], body: Body, attempt: int, pool: ProcessPoolExecutor) -> None:
-        exc = future.exception()
-        if exc is None:
-            return
-        if isinstance(exc, BrokenProcessPool):
-            self._retry_or_lose(body, attempt, pool)
-        else:  # handle_eice answers errors itself; this is a bug in the plumbing
-            log.error("command job failed: %s", type(exc).__name__)
-            self.on_lost(body)
-
-    def _retry_or_lose(self, body: Body, attempt: int, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._stopping or attempt >= ATTEMPTS:
-                retry = False
+            if self._stopping or not self._workers:
+                log.error("command arrived after the workers stopped")
+                lost = True
             else:
-                retry = True
-                if self._pool is broken:  # the first job to notice replaces the pool
-                    log.error("a command worker died; starting a fresh pool")
-                    self._pool = self._new_pool()
-                    broken.shutdown(wait=False)
-        if retry:
-            self._submit(body, attempt + 1)
-        else:
+                lost = False
+                worker = min(self._workers, key=_Worker.backlog)
+                # Pickled and written right here: no other thread of this process wakes. A
+                # worker that is gone makes this fail; the supervisor sends it elsewhere.
+                with contextlib.suppress(OSError):
+                    worker.jobs.send(body)
+                worker.unfinished.append((body, attempt))
+        if lost:
             self.on_lost(body)
+
+    def _supervise(self) -> None:
+        while not self._stopped.wait(SUPERVISE_EVERY_S):
+            self._check()
+
+    def _check(self) -> None:
+        """Forget finished commands; replace a dead worker and send its unfinished ones again."""
+        again: list[tuple[Body, int]] = []
+        with self._lock:
+            if self._stopping:
+                return
+            for index, worker in enumerate(self._workers):
+                worker.settle()
+                if worker.process.is_alive():
+                    continue
+                log.error(
+                    "command worker %s died (exit %s); starting another",
+                    worker.process.pid,
+                    worker.process.exitcode,
+                )
+                worker.settle()  # what it finished just before it died
+                again.extend(worker.unfinished)
+                worker.jobs.close()
+                self._workers[index] = self._spawn()
+        for body, attempt in again:
+            if attempt >= ATTEMPTS:
+                self.on_lost(body)
+            else:
+                self._send(body, attempt + 1)

@@ -74,6 +74,23 @@ def test_a_killed_worker_is_replaced_and_the_command_still_runs(world: World) ->
     assert world.process is not None and world.process.poll() is None  # the server carried on
 
 
+def test_a_command_whose_worker_dies_under_it_is_run_by_another(world: World) -> None:
+    web = world.estate.instance("web-1")
+    before = eventually(lambda: _workers(_server_pid(world)), timeout=60)
+    ack = world.driver.command("U0ALICE", "request web-1 30m the worker dies mid-command")
+    assert ack.status == 200
+    for pid in before:  # at once: the command is queued or half done (AWS lookups take longer)
+        os.kill(pid, signal.SIGKILL)
+
+    request = eventually(
+        lambda: world.request_row(requester_id="U0ALICE", instance_id=web.instance_id, status="pending"),
+        timeout=60,
+    )
+    eventually(lambda: world.card_for(request.id), timeout=30)
+    assert eventually(lambda: len(_workers(_server_pid(world)) - before) == 2, timeout=60)
+    assert world.process is not None and world.process.poll() is None
+
+
 def test_workers_end_when_their_server_is_killed(
     aws: AwsSandbox, slack: SlackSandbox, estate: Estate, config_path: Path, tmp_path: Path
 ) -> None:
