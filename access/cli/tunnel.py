@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from access.clock import SystemClock, parse_iso
 from access.errors import AccessError
-from access.tunnel.client import TunnelSettings, run, run_stdio, serve_local_port
+from access.tunnel.client import SHUTDOWN_TIMEOUT_S, TunnelSettings, run, run_stdio, serve_local_port
 from access.tunnel.duration import max_tunnel_duration
 from access.tunnel.ssh import run_ssh
 from access.tunnel.target import TunnelTarget, resolve_target
@@ -107,6 +109,14 @@ def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTar
     return session, target, duration
 
 
+def _exit_soon() -> None:
+    """Ctrl-C on a listener: its tunnels get SHUTDOWN_TIMEOUT_S to close, and whatever might
+    still hang on the way out after that, the process ends anyway (exit status 130)."""
+    watchdog = threading.Timer(SHUTDOWN_TIMEOUT_S + 2.0, os._exit, args=(130,))
+    watchdog.daemon = True
+    watchdog.start()
+
+
 def _fail(message: str) -> int:
     print(f"eice: {message}", file=sys.stderr, flush=True)
     return 1
@@ -126,7 +136,11 @@ def tunnel_command(args: argparse.Namespace) -> int:
         if args.local_port is None:
             run(run_stdio(settings))
         else:
-            run(serve_local_port(settings, args.local_port, max_connections=args.max_connections))
+            run(
+                serve_local_port(
+                    settings, args.local_port, max_connections=args.max_connections, on_shutdown=_exit_soon
+                )
+            )
     except AccessError as exc:
         return _fail(exc.message)
     except ValueError as exc:

@@ -23,6 +23,7 @@ from access.tunnel.target import TunnelTarget
 
 USER_AGENT = "eice-access/0.1 tunnel"
 OPEN_TIMEOUT_S = 15.0
+SHUTDOWN_TIMEOUT_S = 2.0  # Ctrl-C on a listener: how long its tunnels get to close
 T = TypeVar("T")
 
 
@@ -176,6 +177,7 @@ async def serve_local_port(
     max_connections: int = 10,
     ready: Callable[[int], None] | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    on_shutdown: Callable[[], None] | None = None,
 ) -> None:
     """Listen on `host:port`; each accepted connection gets its own tunnel and presigned URL.
 
@@ -185,6 +187,7 @@ async def serve_local_port(
         max_connections: connections over this cap are closed at once.
         ready: called with the bound port once listening.
         log: where one-line connection errors go.
+        on_shutdown: called first when the listener stops (Ctrl-C cancels it).
     """
     active = 0
     handlers: set[asyncio.Task[None]] = set()
@@ -220,5 +223,15 @@ async def serve_local_port(
             f"listening on {host}:{bound}, tunnelling to {settings.target.private_ip}:"
             f"{settings.target.remote_port} through {settings.target.endpoint_id}"
         )
-    async with server:
+    try:
         await server.serve_forever()
+    finally:
+        # Ctrl-C: stop listening and end the open tunnels now. The server's own close would
+        # wait for every connection to end by itself, which an open SSH session never does.
+        if on_shutdown is not None:
+            on_shutdown()
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        if handlers:
+            await asyncio.wait(set(handlers), timeout=SHUTDOWN_TIMEOUT_S)

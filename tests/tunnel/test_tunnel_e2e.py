@@ -121,6 +121,33 @@ async def _ssh_session(port: int, key: asyncssh.SSHKey, payload: bytes) -> tuple
     return str(who.stdout), hashlib.sha256(echoed.stdout).hexdigest()
 
 
+def test_ctrl_c_ends_a_listener_whose_tunnel_is_still_open(stack: Stack) -> None:
+    import socket
+
+    with holding(stack, "alice", grant_document(stack)) as alice:
+        listener = subprocess.Popen(
+            [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", _expires()],
+            env=alice.env(stack),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert listener.stderr is not None
+            line = listener.stderr.readline()
+            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as held:
+                # The instance's SSH server speaks first: its banner means the tunnel is open.
+                assert held.recv(64).startswith(b"SSH-2.0-")
+                listener.send_signal(signal.SIGINT)  # the SSH connection stays open
+                code = listener.wait(15)
+                assert held.recv(64) == b""  # and the listener closed it on its way out
+        finally:
+            if listener.poll() is None:
+                listener.kill()
+                listener.wait()
+    assert code == 130
+
+
 @pytest.mark.slow
 def test_local_port_listener_carries_ssh_and_20_mib_intact(stack: Stack) -> None:
     import asyncio
