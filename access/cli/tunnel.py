@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from access.clock import SystemClock, parse_iso
@@ -109,6 +111,29 @@ def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTar
     return session, target, duration
 
 
+async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main`; SIGTERM (a service manager, `kill`) ends it the way Ctrl-C does.
+
+    Unlike SIGINT, which a shell leaves ignored in background jobs, SIGTERM always arrives.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_term() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        await main
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+
+
 def _exit_soon() -> None:
     """Ctrl-C on a listener: its tunnels get SHUTDOWN_TIMEOUT_S to close, and whatever might
     still hang on the way out after that, the process ends anyway (exit status 130)."""
@@ -136,11 +161,10 @@ def tunnel_command(args: argparse.Namespace) -> int:
         if args.local_port is None:
             run(run_stdio(settings))
         else:
-            run(
-                serve_local_port(
-                    settings, args.local_port, max_connections=args.max_connections, on_shutdown=_exit_soon
-                )
+            listener = serve_local_port(
+                settings, args.local_port, max_connections=args.max_connections, on_shutdown=_exit_soon
             )
+            run(_until_terminated(listener))
     except AccessError as exc:
         return _fail(exc.message)
     except ValueError as exc:

@@ -305,7 +305,7 @@ def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, An
         )
     finally:
         if client is not None:
-            client.send_signal(signal.SIGINT)
+            client.send_signal(signal.SIGTERM)
             client.wait(10)
         for child in (stand_in, echo):
             if child is not None:
