@@ -269,15 +269,15 @@ class CommandWorkers:
             if self._stopping:
                 return
             for index, worker in enumerate(self._workers):
+                alive = worker.process.is_alive()  # first: what a dead one finished is counted below
                 worker.settle()
-                if worker.process.is_alive():
+                if alive:
                     continue
                 log.error(
                     "command worker %s died (exit %s); starting another",
                     worker.process.pid,
                     worker.process.exitcode,
                 )
-                worker.settle()  # what it finished just before it died
                 again.extend(worker.unfinished)
                 worker.jobs.close()
                 self._workers[index] = self._spawn()

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .conftest import Stack, ca_path, grant_document, holding
+from .conftest import Person, Stack, ca_path, grant_document, holding
 
 EICE = [sys.executable, "-m", "access.cli.main"]
 
@@ -121,20 +121,27 @@ async def _ssh_session(port: int, key: asyncssh.SSHKey, payload: bytes) -> tuple
     return str(who.stdout), hashlib.sha256(echoed.stdout).hexdigest()
 
 
+def _start_listener(stack: Stack, who: Person) -> tuple[subprocess.Popen[str], int]:
+    """`eice tunnel --local-port 0` as `who`, and the port it reports listening on."""
+    listener = subprocess.Popen(
+        [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", _expires()],
+        env=who.env(stack),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert listener.stderr is not None
+    line = listener.stderr.readline()
+    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert found is not None, line
+    return listener, int(found.group(1))
+
+
 def test_sigterm_ends_a_listener_whose_tunnel_is_still_open(stack: Stack) -> None:
     import socket
 
     with holding(stack, "alice", grant_document(stack)) as alice:
-        listener = subprocess.Popen(
-            [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", _expires()],
-            env=alice.env(stack),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        listener, port = _start_listener(stack, alice)
         try:
-            assert listener.stderr is not None
-            line = listener.stderr.readline()
-            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
             with socket.create_connection(("127.0.0.1", port), timeout=30) as held:
                 # The instance's SSH server speaks first: its banner means the tunnel is open.
                 assert held.recv(64).startswith(b"SSH-2.0-")
@@ -155,16 +162,8 @@ def test_local_port_listener_carries_ssh_and_20_mib_intact(stack: Stack) -> None
     payload = os.urandom(20 * 2**20)
     with holding(stack, "alice", grant_document(stack)) as alice:
         key, public = _client_key()
-        listener = subprocess.Popen(
-            [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", _expires()],
-            env=alice.env(stack),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        listener, port = _start_listener(stack, alice)
         try:
-            assert listener.stderr is not None
-            line = listener.stderr.readline()
-            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
             alice.client(stack, "ec2-instance-connect").send_ssh_public_key(
                 InstanceId=stack.web.instance_id, InstanceOSUser="ec2-user", SSHPublicKey=public
             )
