@@ -8,9 +8,15 @@ Direct is load -> echo; the tunnel is load -> client -> stand-in -> echo. Each t
 transfer starts on a connection that has already carried a round trip, so the tunnel's
 handshake is not counted as transfer time; direct and tunnel alternate for `ROUNDS`
 rounds and the medians are reported, which keeps a busy machine from favouring one.
-CPU time per MiB moved (all four processes) is reported beside throughput: it does
-not depend on how busy the machine is, and when the cores are shared the throughput
-ratio tends to the inverse of the CPU ratio.
+CPU time per MiB moved (all processes) is reported beside throughput: it does not
+depend on how busy the machine is, and when the cores are shared the throughput ratio
+tends to the inverse of the CPU ratio.
+
+Two more paths, in the same rounds, give the ceiling of the layout itself: load -> relay
+-> relay -> echo with pass-through relays that do no work (`access.tunnel.relays`), one
+copying bytes through user space and one splicing them in the kernel. No client and
+endpoint pair can beat them on the same machine; `tunnel_vs_relay` says how close this
+one comes.
 """
 
 from __future__ import annotations
@@ -30,14 +36,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from access.errors import InvalidInput
+from access.tunnel.relays import serve_relay, splice_available
 
 CHUNK = 2**18  # load and echo read and write in 256 KiB pieces
 ROUNDS = 5
 SETUP = (
-    "4 processes on loopback: load (this one), echo service, OpenTunnel stand-in, tunnel client; "
-    "direct = load->echo, tunnel = load->client->stand-in->echo; handshake not timed; "
+    "processes on loopback: load (this one), echo service, OpenTunnel stand-in, tunnel client, "
+    "pass-through relays; direct = load->echo, tunnel = load->client->stand-in->echo, "
+    "relay / splice relay = load->relay->relay->echo; handshake not timed; "
     f"median of {ROUNDS} alternating rounds; client and stand-in event loop: "
 )
+
+
+PREFIX = {"tunnel": "", "direct": "direct_", "relay": "relay_", "splice": "splice_relay_"}  # figure names
 
 
 def _setup() -> str:
@@ -231,35 +242,66 @@ def _cpu_s(pids: list[int]) -> float | None:
     return total
 
 
-def _measure(ports: dict[str, int], pids: list[int], size: int, rtt_samples: int) -> dict[str, float]:
-    """Alternating rounds of direct and tunnel transfers, then the round trips.
+def _measure(ports: dict[str, int], pids: list[int], size: int, rtt_samples: int) -> dict[str, Any]:
+    """Alternating rounds over every path in `ports`, then the round trips of direct and tunnel.
 
-    CPU per MiB counts every process of the bench (load, echo, stand-in, client): on a
-    busy machine throughput follows CPU cost, so the cost ratio explains the throughput one.
+    CPU per MiB counts every process of the bench (load, echo, stand-in, client, relays):
+    on a busy machine throughput follows CPU cost, so the cost ratio explains the
+    throughput one. Returns the medians per path under "speed" and "cpu_per_mb_ms".
     """
-    speeds: dict[str, list[float]] = {"direct": [], "tunnel": []}
-    cpu: dict[str, float] = {"direct": 0.0, "tunnel": 0.0}
-    ratios = []
+    speeds: dict[str, list[float]] = {path: [] for path in ports}
+    cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
+    ratios: dict[str, list[float]] = {path: [] for path in ports}
     for _ in range(ROUNDS):
-        for path in ("direct", "tunnel"):
+        for path, port in ports.items():
             before = _cpu_s(pids)
-            speeds[path].append(_throughput(ports[path], size))
+            speeds[path].append(_throughput(port, size))
             after = _cpu_s(pids)
             if before is not None and after is not None:
                 cpu[path] += after - before
-        ratios.append(speeds["tunnel"][-1] / speeds["direct"][-1])
+        for path in ports:
+            ratios[path].append(speeds[path][-1] / speeds["direct"][-1])
     mib = ROUNDS * size / 2**20
-    figures = {
-        "throughput_mb_s": round(statistics.median(speeds["tunnel"]), 1),
-        "direct_throughput_mb_s": round(statistics.median(speeds["direct"]), 1),
-        "rtt_p50_ms": round(_rtt_p50_ms(ports["tunnel"], rtt_samples), 3),
-        "direct_rtt_p50_ms": round(_rtt_p50_ms(ports["direct"], rtt_samples), 3),
-        "ratio": statistics.median(ratios),
+    return {
+        "speed": {path: statistics.median(values) for path, values in speeds.items()},
+        "ratio": {path: statistics.median(values) for path, values in ratios.items()},
+        "cpu_per_mb_ms": {path: round(spent * 1000 / mib, 2) for path, spent in cpu.items() if spent > 0},
+        "rtt_ms": {path: _rtt_p50_ms(ports[path], rtt_samples) for path in ("tunnel", "direct")},
     }
-    if cpu["direct"] > 0 and cpu["tunnel"] > 0:
-        figures["cpu_per_mb_ms"] = round(cpu["tunnel"] * 1000 / mib, 2)
-        figures["direct_cpu_per_mb_ms"] = round(cpu["direct"] * 1000 / mib, 2)
-    return figures
+
+
+def _figures(measured: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """The agreed figures and ratios from `_measure`'s medians."""
+    speed, ratio, cpu, rtt = (measured[key] for key in ("speed", "ratio", "cpu_per_mb_ms", "rtt_ms"))
+    figures = {
+        "throughput_mb_s": round(speed["tunnel"], 1),
+        "direct_throughput_mb_s": round(speed["direct"], 1),
+        "rtt_p50_ms": round(rtt["tunnel"], 3),
+        "direct_rtt_p50_ms": round(rtt["direct"], 3),
+    }
+    ratios = {"throughput": round(ratio["tunnel"], 3)}
+    for path in ("relay", "splice"):
+        if path in speed:
+            figures[f"{PREFIX[path]}throughput_mb_s"] = round(speed[path], 1)
+            ratios[f"{PREFIX[path]}throughput"] = round(ratio[path], 3)
+    if "relay" in speed:
+        ratios["tunnel_vs_relay"] = round(speed["tunnel"] / speed["relay"], 3)
+    for path, spent in cpu.items():
+        figures[f"{PREFIX[path]}cpu_per_mb_ms"] = spent
+    return figures, ratios
+
+
+def _relay_chain(upstream_port: int, kind: str, children: list[subprocess.Popen[str]]) -> int:
+    """Start two pass-through relays in front of `upstream_port`; returns the outer port."""
+    port = upstream_port
+    for _ in range(2):
+        relay = _child("access.tunnel.bench", "--relay", str(port), kind)
+        children.append(relay)
+        assert relay.stdout is not None
+        port = int(relay.stdout.readline() or 0)
+        if not port:
+            raise RuntimeError(f"a {kind} relay did not start")
+    return port
 
 
 def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, Any]:
@@ -277,6 +319,7 @@ def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, An
     echo = _child("access.tunnel.bench", "--echo")
     stand_in: subprocess.Popen[str] | None = None
     client: subprocess.Popen[str] | None = None
+    relays: list[subprocess.Popen[str]] = []
     try:
         assert echo.stdout is not None
         echo_port = int(echo.stdout.readline() or 0)
@@ -297,9 +340,13 @@ def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, An
         found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         if found is None:
             raise RuntimeError(f"the tunnel client did not start: {line.strip()}")
-        figures = _measure(
-            {"direct": echo_port, "tunnel": int(found.group(1))},
-            [echo.pid, stand_in.pid, client.pid],
+        ports = {"direct": echo_port, "tunnel": int(found.group(1))}
+        ports["relay"] = _relay_chain(echo_port, "copy", relays)
+        if splice_available():
+            ports["splice"] = _relay_chain(echo_port, "splice", relays)
+        measured = _measure(
+            ports,
+            [child.pid for child in (echo, stand_in, client, *relays)],
             size_mb * 2**20,
             rtt_samples,
         )
@@ -307,16 +354,11 @@ def bench_tunnel(json_out: bool, size_mb: int, rtt_samples: int) -> dict[str, An
         if client is not None:
             client.send_signal(signal.SIGTERM)
             client.wait(10)
-        for child in (stand_in, echo):
+        for child in (*relays, stand_in, echo):
             if child is not None:
                 _stop(child)
-    ratio = figures.pop("ratio")
-    result = {
-        "benchmark": "tunnel",
-        "setup": setup,
-        "figures": figures,
-        "ratios": {"throughput": round(ratio, 3)},
-    }
+    figures, ratios = _figures(measured)
+    result = {"benchmark": "tunnel", "setup": setup, "figures": figures, "ratios": ratios}
     if json_out:
         print(json.dumps(result))
     return result
@@ -327,5 +369,7 @@ if __name__ == "__main__":
         _stand_in(int(sys.argv[2]))
     elif sys.argv[1:2] == ["--echo"]:
         _serve_echo()
+    elif sys.argv[1:2] == ["--relay"]:
+        serve_relay(int(sys.argv[2]), sys.argv[3])
     else:
         print(json.dumps(bench_tunnel(False, 50, 500)))
