@@ -54,7 +54,12 @@ def test_a_relay_chain_carries_a_bulk_stream_intact_both_ways_and_passes_eof_on(
         port = _relay_chain(int(echo.stdout.readline()), kind, children)
         payload = os.urandom(8 * 2**20 + 17)
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-            sender = threading.Thread(target=lambda: (conn.sendall(payload), conn.shutdown(socket.SHUT_WR)))
+
+            def send() -> None:
+                conn.sendall(payload)
+                conn.shutdown(socket.SHUT_WR)
+
+            sender = threading.Thread(target=send)
             sender.start()
             echoed = hashlib.sha256()
             size = 0
