@@ -15,8 +15,9 @@ supervisor thread reads those counters twice a second, so nothing comes back per
 Delivery is at least once: the commands a dead worker had not finished are sent again to
 another worker (the request flow refuses a second pending request for the same instance),
 and a command that still cannot run is answered with an error, so an acked command is
-never dropped without a word. A graceful stop drains the queues; a killed server loses its
-queued commands, as the in-process lazy listeners did.
+never dropped without a word. A graceful stop drains the queues; so does a killed server's
+worker, which runs what its pipe still holds and then ends (a killed worker's commands
+die with a killed server: nobody is left to send them again).
 """
 
 from __future__ import annotations
@@ -55,11 +56,19 @@ Body = dict[str, Any]
 _worker_bot: Bot | None = None
 
 
-def _exit_with_server(server_pid: int, every_s: float = 1.0) -> None:
-    """End this worker once the server is gone (killed servers would leave it waiting forever)."""
+def _exit_with_server(server_pid: int, every_s: float = 1.0, grace_s: float = STOP_TIMEOUT_S) -> None:
+    """Bound a worker's life after its server is gone.
+
+    The pipe from a killed server still holds the commands it acked; the worker runs them
+    and stops at the pipe's end (so an acked command is not lost with the server). This
+    thread only ends a worker that is still busy `grace_s` later.
+    """
     while os.getppid() == server_pid:
         time.sleep(every_s)
-    os._exit(0)
+    log.warning("the server is gone; finishing the commands it queued (at most %.0f s)", grace_s)
+    time.sleep(grace_s)
+    log.error("command worker %s still busy %.0f s after its server went; ending it", os.getpid(), grace_s)
+    os._exit(1)
 
 
 def lower_priority(nice: int, idle: bool) -> None:
@@ -122,7 +131,7 @@ def _worker_main(
     while True:
         try:
             body = jobs.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the server closed the pipe, or died, after what it sent
             return
         if body is None:
             return

@@ -91,15 +91,33 @@ def test_a_command_whose_worker_dies_under_it_is_run_by_another(world: World) ->
     assert world.process is not None and world.process.poll() is None
 
 
-def test_workers_end_when_their_server_is_killed(
+def test_workers_finish_the_acked_commands_of_a_killed_server_then_end(
     aws: AwsSandbox, slack: SlackSandbox, estate: Estate, config_path: Path, tmp_path: Path
 ) -> None:
     own = start_bot(aws, slack, estate, f"sqlite:///{tmp_path}/killed.sqlite", config_path, tmp_path)
     try:
         workers = eventually(lambda: _workers(_server_pid(own)), timeout=60)
+        asked = [
+            (user, estate.instance(name))
+            for user in ("U0ALICE", "U0BOB", "U0CAROL")
+            for name in ("web-1", "db-1")
+        ]
+        for user, instance in asked:  # acked at once; the workers take a while over each
+            assert (
+                own.driver.command(user, f"request {instance.name} 30m acked then the server dies").status
+                == 200
+            )
         assert own.process is not None
         own.process.kill()  # no chance to stop its workers itself
         own.process.wait()
+
+        def all_written() -> bool:
+            return all(
+                own.request_row(requester_id=user, instance_id=instance.instance_id, status="pending")
+                for user, instance in asked
+            )
+
+        assert eventually(all_written, timeout=60)  # every acked command ran: nothing lost
         eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
     finally:
         own.stop()
