@@ -17,7 +17,9 @@ another worker (the request flow refuses a second pending request for the same i
 and a command that still cannot run is answered with an error, so an acked command is
 never dropped without a word. A graceful stop drains the queues; so does a killed server's
 worker, which runs what its pipe still holds and then ends (a killed worker's commands
-die with a killed server: nobody is left to send them again).
+die with a killed server: nobody is left to send them again). A worker that dies young is
+replaced after a delay that doubles up to a minute, so one that cannot start does not spin;
+commands that arrive while none is up wait for the first replacement.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ ATTEMPTS = 2
 SUPERVISE_EVERY_S = 0.5
 PIPE_BYTES = 1 << 20  # about 700 queued commands per worker before an ack would wait
 STOP_TIMEOUT_S = 120.0
+EARLY_DEATH_S = 30.0  # a worker that dies younger than this counts towards a crash loop
+MAX_RESPAWN_DELAY_S = 60.0
 
 Body = dict[str, Any]
 _worker_bot: Bot | None = None
@@ -157,6 +161,18 @@ class _Worker:
     done: Synchronized[int]
     unfinished: deque[tuple[Body, int]] = field(default_factory=deque)  # (body, attempt), in order
     counted: int = 0  # how many of the sent commands the supervisor has seen finished
+    started: float = field(default_factory=time.monotonic)
+    early_deaths: int = 0  # deaths in a row, this one's predecessors included, each soon after start
+    respawn_at: float | None = None  # set once found dead: when its replacement starts
+
+    def respawn_delay(self) -> float:
+        """Note this worker's death; seconds until its replacement may start (doubling from
+        1 s while workers keep dying young, so a worker that cannot start does not spin)."""
+        if time.monotonic() - self.started >= EARLY_DEATH_S:
+            self.early_deaths = 0
+            return 0.0
+        self.early_deaths += 1
+        return min(MAX_RESPAWN_DELAY_S, 2.0 ** (self.early_deaths - 1))
 
     def backlog(self) -> int:
         return len(self.unfinished) - (self.done.value - self.counted)
@@ -200,6 +216,8 @@ class CommandWorkers:
         self._stopped = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._spawned = itertools.count(1)
+        self._held: list[tuple[Body, int]] = []  # arrived while every worker was dead
+        self.restarts = 0  # workers started in place of dead ones
 
     def start(self) -> None:
         """Start the worker processes and their supervisor; returns at once (commands queue
@@ -236,8 +254,12 @@ class CommandWorkers:
             worker.settle()
             for body, _attempt in worker.unfinished:
                 self.on_lost(body)
+        with self._lock:
+            held, self._held = self._held, []
+        for body, _attempt in held:
+            self.on_lost(body)
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, early_deaths: int = 0) -> _Worker:
         reader, writer = self._context.Pipe(duplex=False)
         _grow_pipe(writer)
         done = self._context.Value("q", 0, lock=False)
@@ -249,16 +271,20 @@ class CommandWorkers:
         )
         process.start()
         reader.close()  # the worker holds its end; ours would keep the pipe open after it died
-        return _Worker(process=process, jobs=writer, done=done)
+        return _Worker(process=process, jobs=writer, done=done, early_deaths=early_deaths)
 
     def _send(self, body: Body, attempt: int) -> None:
         with self._lock:
+            live = [worker for worker in self._workers if worker.respawn_at is None]
             if self._stopping or not self._workers:
                 log.error("command arrived after the workers stopped")
                 lost = True
+            elif not live:  # all dead and waiting to restart: the first one up takes it
+                lost = False
+                self._held.append((body, attempt))
             else:
                 lost = False
-                worker = min(self._workers, key=_Worker.backlog)
+                worker = min(live, key=_Worker.backlog)
                 # Pickled and written right here: no other thread of this process wakes. A
                 # worker that is gone makes this fail; the supervisor sends it elsewhere.
                 with contextlib.suppress(OSError):
@@ -272,24 +298,38 @@ class CommandWorkers:
             self._check()
 
     def _check(self) -> None:
-        """Forget finished commands; replace a dead worker and send its unfinished ones again."""
+        """Forget finished commands; replace a dead worker (at once, or after a growing delay
+        while workers keep dying young) and send its unfinished commands again."""
         again: list[tuple[Body, int]] = []
+        held: list[tuple[Body, int]] = []
         with self._lock:
             if self._stopping:
                 return
+            now = time.monotonic()
             for index, worker in enumerate(self._workers):
-                alive = worker.process.is_alive()  # first: what a dead one finished is counted below
-                worker.settle()
-                if alive:
-                    continue
-                log.error(
-                    "command worker %s died (exit %s); starting another",
-                    worker.process.pid,
-                    worker.process.exitcode,
-                )
-                again.extend(worker.unfinished)
-                worker.jobs.close()
-                self._workers[index] = self._spawn()
+                if worker.respawn_at is None:
+                    alive = worker.process.is_alive()  # first: what a dead one finished is counted below
+                    worker.settle()
+                    if alive:
+                        continue
+                    delay = worker.respawn_delay()
+                    log.error(
+                        "command worker %s died (exit %s); starting another%s",
+                        worker.process.pid,
+                        worker.process.exitcode,
+                        f" in {delay:.0f} s ({worker.early_deaths} died soon after start)" if delay else "",
+                    )
+                    again.extend(worker.unfinished)
+                    worker.unfinished.clear()
+                    worker.jobs.close()
+                    worker.respawn_at = now + delay
+                if worker.respawn_at <= now:
+                    self._workers[index] = self._spawn(worker.early_deaths)
+                    self.restarts += 1
+            if any(worker.respawn_at is None for worker in self._workers):
+                held, self._held = self._held, []
+        for body, attempt in held:  # never sent: not an attempt yet
+            self._send(body, attempt)
         for body, attempt in again:
             if attempt >= ATTEMPTS:
                 self.on_lost(body)

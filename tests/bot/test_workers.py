@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
-from bot.workers import lower_priority
+from access.settings import Settings
+from bot.workers import CommandWorkers, lower_priority
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
 from sandbox.slack.server import SlackSandbox
@@ -121,6 +123,29 @@ def test_workers_finish_the_acked_commands_of_a_killed_server_then_end(
         eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
     finally:
         own.stop()
+
+
+def test_workers_that_cannot_start_are_restarted_ever_more_slowly_and_their_command_is_answered(
+    tmp_path: Path,
+) -> None:
+    # Every worker dies while starting: its settings name an eice.toml that is not there.
+    settings = Settings(
+        eice_database_url=f"sqlite:///{tmp_path}/workers.sqlite", eice_config=str(tmp_path / "missing.toml")
+    )
+    lost: list[dict[str, str]] = []
+    workers = CommandWorkers(settings, processes=1, on_lost=lost.append)
+    workers.start()
+    try:
+        command = {"command": "/eice", "text": "help", "user_id": "U0ALICE"}
+        workers.submit(command)
+        assert eventually(lambda: lost, timeout=60) == [command]  # after two workers died with it
+        restarts = workers.restarts
+        time.sleep(10)
+        # A restart per supervisor pass (0.5 s) plus a start-up (~1 s) would be 6 or more;
+        # the delays double from 1 s while workers keep dying young.
+        assert 1 <= workers.restarts - restarts <= 3
+    finally:
+        workers.stop()
 
 
 def _in_a_thread(nice: int, idle: bool) -> tuple[int, int]:
