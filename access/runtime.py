@@ -72,14 +72,3 @@ class Runtime:
 def clients_region() -> str:
     """The region for global calls (STS): the environment's, else us-east-1."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
-def new_id(prefix: str) -> str:
-    """A short, unguessable, lowercase ID such as `g-k3v9q2m7xa` (safe in IAM policy names)."""
-    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-    raw = uuid.uuid4().int
-    chars = []
-    for _ in range(10):
-        raw, index = divmod(raw, len(alphabet))
-        chars.append(alphabet[index])
-    return f"{prefix}-{''.join(chars)}"

@@ -24,8 +24,9 @@ from access.errors import Conflict, NotFound, NotPermitted
 from access.grants import service as grant_service
 from access.grants.flows import build_grant, extend_in_place
 from access.grants.models import Grant
+from access.ids import new_id
 from access.outbox.service import enqueue
-from access.runtime import Runtime, new_id
+from access.runtime import Runtime
 
 
 @dataclass(frozen=True)

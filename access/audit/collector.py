@@ -25,7 +25,6 @@ from access.audit.ratelimit import RateLimiter, limiter_for
 from access.audit.service import chain_head
 from access.audit.store import (
     EICE_SOURCE,
-    GRANT_POLICY_PREFIX,
     IAM_SOURCE,
     POLICY_EVENTS,
     PollReport,
@@ -40,7 +39,6 @@ MAX_YIELD_S = 120.0
 
 __all__ = [
     "EICE_SOURCE",
-    "GRANT_POLICY_PREFIX",
     "IAM_REGION",
     "IAM_SOURCE",
     "POLICY_EVENTS",
@@ -125,7 +123,14 @@ class CloudTrailCollector:
                 page_newest = max(p.event_time for p in parsed)
                 newest = page_newest if newest is None else max(newest, page_newest)
             with self.rt.db.transaction() as session:
-                store_page(session, parsed, clock=self.rt.clock, grace=self.expiry_grace, report=report)
+                store_page(
+                    session,
+                    parsed,
+                    clock=self.rt.clock,
+                    grace=self.expiry_grace,
+                    report=report,
+                    deployment=self.rt.config.aws.deployment,
+                )
         if newest is not None:
             with self.rt.db.transaction() as session:
                 self._save_watermark(session, region, source, newest)

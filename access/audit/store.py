@@ -19,12 +19,12 @@ from access.audit.matching import ParsedEvent, match_grant
 from access.audit.service import record
 from access.clock import Clock
 from access.grants.models import Grant
+from access.grants.policy import is_own_policy_name
 from access.outbox.service import enqueue
 
 EICE_SOURCE = "ec2-instance-connect.amazonaws.com"
 IAM_SOURCE = "iam.amazonaws.com"
 POLICY_EVENTS = frozenset({"PutRolePolicy", "DeleteRolePolicy", "PutUserPolicy", "DeleteUserPolicy"})
-GRANT_POLICY_PREFIX = "eice-grant-"
 
 
 @dataclass
@@ -49,6 +49,7 @@ def store_page(
     clock: Clock,
     grace: timedelta,
     report: PollReport,
+    deployment: str = "",
 ) -> None:
     """Keep the events not stored yet, matched to their grants; count them into `report`.
 
@@ -56,6 +57,8 @@ def store_page(
         events: one LookupEvents page, parsed.
         clock: stamps `collected_at` and the outbox messages.
         grace: how long after a grant's end a refused attempt still belongs to it.
+        deployment: `[aws] deployment`; IAM calls on other deployments' grant policies are
+            not this bot's.
     """
     if not events:
         return
@@ -71,7 +74,7 @@ def store_page(
     for event in sorted(eice, key=lambda e: (e.event_time, e.event_id)):
         _store_eice(session, event, grants, now, grace, report)
     if iam:
-        _store_iam(session, iam, now, report)
+        _store_iam(session, iam, now, report, deployment)
     report.new += len(eice) + len(iam)
 
 
@@ -144,13 +147,11 @@ def _store_eice(
     enqueue(session, "audit.out_of_band", now=now, payload=detail)
 
 
-def _store_iam(session: Session, events: list[ParsedEvent], now: datetime, report: PollReport) -> None:
+def _store_iam(
+    session: Session, events: list[ParsedEvent], now: datetime, report: PollReport, deployment: str
+) -> None:
     request_ids = {e.aws_request_id for e in events if e.aws_request_id}
-    policy_ids = {
-        e.policy_name[len(GRANT_POLICY_PREFIX) :]
-        for e in events
-        if e.policy_name and e.policy_name.startswith(GRANT_POLICY_PREFIX)
-    }
+    names = {e.policy_name for e in events if e.policy_name and is_own_policy_name(e.policy_name, deployment)}
     grants = list(
         session.scalars(
             select(Grant)
@@ -159,20 +160,18 @@ def _store_iam(session: Session, events: list[ParsedEvent], now: datetime, repor
                 or_(
                     Grant.put_request_id.in_(request_ids),
                     Grant.delete_request_id.in_(request_ids),
-                    Grant.id.in_(policy_ids),
+                    Grant.policy_name.in_(names),
                 )
             )
         )
     )
     by_request = {g.put_request_id: g for g in grants if g.put_request_id}
     by_request.update({g.delete_request_id: g for g in grants if g.delete_request_id})
-    by_id = {g.id: g for g in grants}
+    by_name = {g.policy_name: g for g in grants}
     for event in events:
-        grant = by_request.get(event.aws_request_id or "")
-        if grant is None and event.policy_name:
-            grant = by_id.get(event.policy_name.removeprefix(GRANT_POLICY_PREFIX))
-        if grant is None and not (event.policy_name or "").startswith(GRANT_POLICY_PREFIX):
-            continue  # someone else's IAM call: not this bot's business
+        grant = by_request.get(event.aws_request_id or "") or by_name.get(event.policy_name or "")
+        if grant is None and (event.policy_name or "") not in names:
+            continue  # someone else's IAM call (another deployment's, or not a grant): not ours
         session.add(_row(event, now, match="bot_iam", grant=grant, flag=None))
         report.bot_iam += 1
     session.flush()

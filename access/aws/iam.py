@@ -11,8 +11,7 @@ from access.aws.calls import AwsClients, error_code, with_retries
 from access.aws.lookups import memoised
 from access.config.model import PRINCIPAL_ARN
 from access.errors import InvalidInput
-
-GRANT_POLICY_PREFIX = "eice-grant-"
+from access.grants.policy import is_own_policy_name
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,9 @@ class IamPolicies:
                 return names
             marker = page.get("Marker")
 
-    def list_grant_names(self, principal_arn: str) -> list[str]:
-        return [n for n in self.list_names(principal_arn) if n.startswith(GRANT_POLICY_PREFIX)]
+    def list_grant_names(self, principal_arn: str, deployment: str = "") -> list[str]:
+        """The inline policies on `principal_arn` that are `deployment`'s grant policies."""
+        return [n for n in self.list_names(principal_arn) if is_own_policy_name(n, deployment)]
 
     def get(self, principal_arn: str, name: str) -> dict[str, Any] | None:
         """The policy document, or None when there is no such policy."""

@@ -20,7 +20,7 @@ from access.access_requests.models import AccessRequest, RequestStatus
 from access.db import Database
 from access.grants.models import Grant, GrantStatus
 from access.grants.policy import ROLE_INLINE_LIMIT, GrantScope, grant_policy, policy_name, policy_size
-from access.runtime import new_id
+from access.ids import new_id
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
 from sandbox.slack.conversations import Message

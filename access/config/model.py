@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from access.durations import parse_duration
 from access.errors import InvalidInput
+from access.grants.policy import DEPLOYMENT
 
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
@@ -138,6 +139,19 @@ class BreakGlass(Strict):
 
 class AwsSection(Strict):
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
+    # Names this bot's grant policies `eice-grant-<deployment>-<grant id>`, so that bots
+    # sharing an AWS account (staging and prod, two workspaces) leave each other's alone.
+    deployment: str = ""
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, value: str) -> str:
+        if value and not DEPLOYMENT.match(value):
+            raise ValueError(
+                f"deployment {value!r} must be 1-20 lowercase letters, digits or '-', "
+                "starting and ending with a letter or digit (it goes into IAM policy names)"
+            )
+        return value
 
 
 class Config(Strict):

@@ -64,7 +64,7 @@ def scope_of(grant: Grant) -> GrantScope:
 
 def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: datetime) -> Grant:
     """Insert the grant row (status applying, claimed by this process) for an approved request."""
-    from access.runtime import new_id
+    from access.ids import new_id
 
     rule = effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
     grant_id = new_id("g")
@@ -75,7 +75,7 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
         status=GrantStatus.APPLYING,
         requester_id=request.requester_id,
         principal_arn=request.principal_arn,
-        policy_name=policy_name(grant_id),
+        policy_name=policy_name(grant_id, rt.config.aws.deployment),
         policy_document={},
         account_id=request.account_id,
         region=request.region,

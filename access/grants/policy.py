@@ -11,18 +11,22 @@ Before the last hour any duration is safe (EICE caps tunnels at 3600 s).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from access.clock import as_utc, iso
 from access.errors import InvalidInput, PolicyTooLarge
+from access.ids import id_pattern
 
 MAX_TUNNEL_S = 3600
 ROLE_INLINE_LIMIT = 10_240
 USER_INLINE_LIMIT = 2_048
 OPEN_TUNNEL = "ec2-instance-connect:OpenTunnel"
 SEND_SSH_PUBLIC_KEY = "ec2-instance-connect:SendSSHPublicKey"
+GRANT_POLICY_PREFIX = "eice-grant-"
+DEPLOYMENT = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")  # `[aws] deployment` in eice.toml
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,16 @@ class GrantScope:
         return f"arn:aws:ec2:{self.region}:{self.account_id}:instance/{self.instance_id}"
 
 
-def policy_name(grant_id: str) -> str:
-    """The fixed name that makes PutRolePolicy/DeleteRolePolicy idempotent."""
-    return f"eice-grant-{grant_id}"
+def policy_name(grant_id: str, deployment: str = "") -> str:
+    """The fixed name that makes PutRolePolicy/DeleteRolePolicy idempotent:
+    `eice-grant-<grant id>`, or `eice-grant-<deployment>-<grant id>` for a named deployment."""
+    return f"{GRANT_POLICY_PREFIX}{deployment}{'-' if deployment else ''}{grant_id}"
+
+
+def is_own_policy_name(name: str, deployment: str = "") -> bool:
+    """Whether `name` is one this deployment gives its grant policies (and no other
+    deployment could have): the reconciler and the audit collector leave the rest alone."""
+    return re.fullmatch(re.escape(policy_name("", deployment)) + id_pattern("g"), name) is not None
 
 
 def truncate_to_second(value: datetime) -> datetime:

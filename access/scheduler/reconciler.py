@@ -1,6 +1,7 @@
 """The reconciler: IAM and the grants table must agree.
 
-An `eice-grant-*` policy without a live grant is an orphan and is deleted; an
+A policy named as this deployment names its grant policies (`eice-grant-<id>`, or
+`eice-grant-<deployment>-<id>`) without a live grant is an orphan and is deleted; an
 active grant whose policy is missing has drifted and is flagged and re-applied
 (the grant is still approved and unexpired: the row, not IAM, is the truth).
 """
@@ -38,7 +39,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     for principal in principals:
         report.principals += 1
         try:
-            names = set(rt.iam.list_grant_names(principal))
+            names = set(rt.iam.list_grant_names(principal, rt.config.aws.deployment))
         except Exception as exc:
             if error_code(exc) == "NoSuchEntity":
                 continue

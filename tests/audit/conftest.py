@@ -21,8 +21,10 @@ from access.aws.iam import IamPolicies
 from access.config.model import Config
 from access.db import Base, Database
 from access.grants.models import Grant
+from access.grants.policy import policy_name
+from access.ids import new_id
 from access.migrate import upgrade
-from access.runtime import Runtime, new_id
+from access.runtime import Runtime
 from sandbox.aws.events import cloudtrail_record
 from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
 
@@ -102,7 +104,7 @@ def sqlite_db(tmp_path: Any) -> Iterator[Database]:
     database.dispose()
 
 
-def make_runtime(db: Database, regions: tuple[str, ...] = ("us-east-1",)) -> Runtime:
+def make_runtime(db: Database, regions: tuple[str, ...] = ("us-east-1",), deployment: str = "") -> Runtime:
     clients = AwsClients(
         boto3.Session(
             aws_access_key_id=BOT_ACCESS_KEY_ID,
@@ -110,7 +112,7 @@ def make_runtime(db: Database, regions: tuple[str, ...] = ("us-east-1",)) -> Run
             region_name="us-east-1",
         )
     )
-    config = Config.model_validate({"aws": {"regions": list(regions)}})
+    config = Config.model_validate({"aws": {"regions": list(regions), "deployment": deployment}})
     return Runtime(db=db, config=config, clients=clients, iam=IamPolicies(clients))
 
 
@@ -221,7 +223,7 @@ def make_grant(
         status=status,
         requester_id=requester_id,
         principal_arn=person.principal_arn,
-        policy_name=f"eice-grant-{grant_id}",
+        policy_name=policy_name(grant_id),
         policy_document={},
         account_id=ACCOUNT,
         region="us-east-1",

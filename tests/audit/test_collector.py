@@ -16,6 +16,8 @@ from access.audit.collector import CloudTrailCollector, chain_witness, collector
 from access.audit.models import AuditEvent
 from access.audit.queries import audit_query, out_of_band_events
 from access.audit.service import chain_head, verify_chain
+from access.grants.policy import policy_name
+from access.ids import new_id
 from access.outbox.models import OutboxMessage
 from tests.audit.conftest import (
     ACCOUNT,
@@ -306,6 +308,33 @@ def test_the_bots_own_policy_calls_are_matched_by_request_id(sandbox, sqlite_db)
         grant.id,
         put_id,
     )
+
+
+@pytest.mark.parametrize("deployment", ["", "staging"])
+def test_policy_calls_on_another_deployments_grant_policies_are_not_this_bots(
+    sandbox, sqlite_db, deployment: str
+) -> None:
+    rt = make_runtime(sqlite_db, deployment=deployment)
+    role = f"audit-{now().strftime('%H%M%S%f')}"
+    person = role_person(role)
+    rt.clients.iam().create_role(RoleName=role, Path="/eice/", AssumeRolePolicyDocument="{}")
+    with sqlite_db.transaction() as session:
+        grant = make_grant(session, person, starts_at=now())
+        grant.policy_name = policy_name(grant.id, deployment)
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}],
+    }
+    rt.iam.put(person.principal_arn, grant.policy_name, document)  # no request ID kept: matched by name
+    for other in ("prod", "staging", ""):  # another bot's grant policy on the same role
+        if other != deployment:
+            rt.iam.put(person.principal_arn, policy_name(new_id("g"), other), document)
+
+    report = collector_tick(rt, CloudTrailCollector(rt))
+
+    assert report["bot_iam"] == 1
+    [row] = _events(sqlite_db)
+    assert (row.event_name, row.match, row.grant_id) == ("PutRolePolicy", "bot_iam", grant.id)
 
 
 def test_chain_witness_queues_the_head_for_the_audit_channel(sandbox, sqlite_db) -> None:

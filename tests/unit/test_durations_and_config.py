@@ -58,12 +58,27 @@ def test_parse_never_crashes_on_any_text(text: str) -> None:
         ('[[rules]]\nname = "a"\n[[rules]]\nname = "a"', "rule name 'a' is used twice"),
         ("[defaults\n", "eice.toml: not valid TOML"),
         ('[[rules]]\nname = "x"\nmatch = { account = "12" }', "rules.0.match.account"),
+        (
+            '[aws]\ndeployment = "Staging"',
+            "eice.toml: aws.deployment: deployment 'Staging' must be 1-20 lowercase",
+        ),
+        ('[aws]\ndeployment = "-prod"', "aws.deployment: deployment '-prod' must be"),
+        ('[aws]\ndeployment = "prod_1"', "aws.deployment: deployment 'prod_1' must be"),
+        (
+            '[aws]\ndeployment = "a-very-long-deployment"',
+            "aws.deployment: deployment 'a-very-long-deployment'",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_problem(toml: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(toml, source="eice.toml")
     assert expected in caught.value.message
+
+
+@pytest.mark.parametrize("name", ["", "prod", "staging-2", "x", "a" * 20])
+def test_good_deployment_names_are_taken(name: str) -> None:
+    assert parse_config(f'[aws]\ndeployment = "{name}"', source="eice.toml").aws.deployment == name
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]

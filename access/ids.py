@@ -1,0 +1,23 @@
+"""Row IDs: short, unguessable, lowercase, safe inside IAM policy names."""
+
+from __future__ import annotations
+
+import uuid
+
+ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read aloud and typed back
+LENGTH = 10
+
+
+def new_id(prefix: str) -> str:
+    """A fresh ID such as `g-k3v9q2m7xa`."""
+    raw = uuid.uuid4().int
+    chars = []
+    for _ in range(LENGTH):
+        raw, index = divmod(raw, len(ALPHABET))
+        chars.append(ALPHABET[index])
+    return f"{prefix}-{''.join(chars)}"
+
+
+def id_pattern(prefix: str) -> str:
+    """A regular expression matching exactly the IDs `new_id(prefix)` makes."""
+    return f"{prefix}-[{ALPHABET}]{{{LENGTH}}}"
