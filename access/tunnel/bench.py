@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from access.errors import InvalidInput
-from access.tunnel.relays import serve_relay, splice_available
+from access.tunnel.relays import serve_connections, serve_relay, splice_available
 
 CHUNK = 2**18  # load and echo read and write in 256 KiB pieces
 ROUNDS = 5
@@ -61,9 +61,8 @@ def _setup() -> str:
 
 
 def _serve_echo() -> None:
-    """Child process: a threaded TCP echo service on loopback; prints its port, runs until
-    stdin closes (one thread per connection, big reads)."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    """Child process: a threaded TCP echo service on loopback (one thread per connection,
+    big reads); prints its port, runs until stdin closes."""
 
     def serve(conn: socket.socket) -> None:
         with conn:
@@ -71,18 +70,7 @@ def _serve_echo() -> None:
             while data := conn.recv(CHUNK):
                 conn.sendall(data)
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    print(listener.getsockname()[1], flush=True)
-    sys.stdin.read()
-    listener.close()
+    serve_connections(serve)
 
 
 def _connect(port: int) -> socket.socket:

@@ -70,7 +70,7 @@ def _pump(move: Pump, source: socket.socket, sink: socket.socket) -> None:
 
 
 def _join(move: Pump, accepted: socket.socket, upstream_port: int) -> None:
-    """Connect upstream for `accepted` and relay both directions."""
+    """Connect upstream for `accepted` and relay both directions (this thread takes one)."""
     try:
         upstream = socket.create_connection(("127.0.0.1", upstream_port), timeout=10)
     except OSError:
@@ -79,25 +79,30 @@ def _join(move: Pump, accepted: socket.socket, upstream_port: int) -> None:
     upstream.settimeout(None)
     for conn in (accepted, upstream):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    threading.Thread(target=_pump, args=(move, accepted, upstream), daemon=True).start()
     threading.Thread(target=_pump, args=(move, upstream, accepted), daemon=True).start()
+    _pump(move, accepted, upstream)
 
 
-def serve_relay(upstream_port: int, kind: str) -> None:
-    """Child process: a relay to 127.0.0.1:`upstream_port`; prints its own port and runs
-    until stdin closes."""
-    move = PUMPS[kind]
+def serve_connections(handle: Callable[[socket.socket], None]) -> None:
+    """Child process main: accept on a loopback port, print it, run `handle` on a thread
+    of its own for each connection, until stdin closes."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def accept() -> None:
         while True:
             try:
-                accepted, _ = listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return
-            _join(move, accepted, upstream_port)
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     print(listener.getsockname()[1], flush=True)
     sys.stdin.read()
     listener.close()
+
+
+def serve_relay(upstream_port: int, kind: str) -> None:
+    """Child process: a relay to 127.0.0.1:`upstream_port` (see `serve_connections`)."""
+    move = PUMPS[kind]
+    serve_connections(lambda accepted: _join(move, accepted, upstream_port))

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from access.access_requests.prepare import RequestInput
 from access.config.permissions import Actor
 from access.grants.models import Grant, GrantStatus
+from access.grants.policy import policy_name
+from access.ids import new_id
 from access.runtime import Runtime
 from access.scheduler.reaper import reap
 from access.scheduler.reconciler import reconcile
@@ -114,10 +116,15 @@ def test_orphan_policy_is_deleted_and_drift_is_repaired(rt: Runtime, estate: Est
     grant_id = approve_request(rt, request.id, Actor("U0BOB")).grant_id
     grant = the_grant(rt)
     alice = estate.role_arns["alice"]
-    rt.iam.put(alice, "eice-grant-g-orphan0000", grant.policy_document)
+    orphan = policy_name(new_id("g"))  # a grant policy of ours that no grant row accounts for
+    rt.iam.put(alice, orphan, grant.policy_document)
+    not_ours = "eice-grant-by-hand"  # not a name this bot makes: left alone
+    rt.iam.put(alice, not_ours, grant.policy_document)
     rt.iam.delete(alice, grant.policy_name)  # someone removed the live grant's policy by hand
     report = reconcile(rt)
-    assert report.orphans_deleted == ["eice-grant-g-orphan0000"]
+    assert report.orphans_deleted == [orphan]
+    assert not_ours in rt.iam.list_names(alice)
+    rt.iam.delete(alice, not_ours)
     assert report.drift == [grant_id]
     reap(rt)  # re-applies the drifted grant
     assert rt.iam.list_grant_names(alice) == [grant.policy_name]
