@@ -1,19 +1,17 @@
-"""One OpenTunnel WebSocket, driven by websockets' Sans-I/O `ClientProtocol` on a plain
-asyncio Protocol.
+"""One OpenTunnel WebSocket at the client: websockets' Sans-I/O `ClientProtocol` on a
+plain asyncio Protocol (`access.tunnel.sansio`).
 
 websockets does the framing, masking (its C speedups), handshake parsing and closing
 handshake; this module only moves bytes between the TCP (or TLS) transport and the local
-side of the tunnel. No StreamReader, queue or task sits in the data path: a chunk read
-from the local side becomes BINARY frames written in one `writelines`, and the payloads
-of frames received go to the local side in one `writelines`. Each side pauses the other's
-reading while its own write buffer is over the high-water mark.
+side of the tunnel: a chunk read from the local side becomes BINARY frames written in one
+`writelines`, and the payloads of frames received go to the local side in one
+`writelines`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Protocol as Interface
-from typing import cast
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -21,10 +19,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
 from access.tunnel.errors import TunnelError
+from access.tunnel.sansio import SansIOConnection
 
-FRAME_SIZE = 65_000  # what EICE clients send at most per frame
-HIGH_WATER = 2**20  # bytes buffered towards either side before the other side is paused
-CLOSE_TIMEOUT_S = 5.0
 HELD_BACK = 2**20  # frames' bytes kept for a local side that is not attached yet
 
 Chunk = bytes | bytearray | memoryview  # a frame's payload as websockets gives it
@@ -56,7 +52,7 @@ class LocalEnd(LocalSide, Interface):
         """Close the local side once pending bytes are written."""
 
 
-class TunnelConnection(asyncio.Protocol):
+class TunnelConnection(SansIOConnection[ClientProtocol]):
     """The WebSocket of one tunnel: the opening handshake, then frames both ways.
 
     Args:
@@ -65,10 +61,9 @@ class TunnelConnection(asyncio.Protocol):
     """
 
     def __init__(self, ws: ClientProtocol, request: Request) -> None:
+        super().__init__(ws)
         loop = asyncio.get_running_loop()
-        self.ws = ws
         self.request = request
-        self.transport: asyncio.Transport | None = None
         self.response: Response | None = None
         self.opened: asyncio.Future[None] = loop.create_future()  # handshake over, either way
         self.open_error: Exception | None = None  # why it failed, when it did
@@ -79,24 +74,13 @@ class TunnelConnection(asyncio.Protocol):
         self._held_size = 0
         self._eof_from_instance = False
         self._local_paused = False  # we paused the local side's reading
-        self._reading_paused = False  # we paused our own transport
-        self._close_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the handshake request."""
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        super().connection_made(transport)
         self.ws.send_request(self.request)
-        self._flush()
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the parser; hand frame payloads to the local side in one write."""
-        self.ws.receive_data(data)
-        events = self.ws.events_received()
-        if events:
-            self._process(events)
         self._flush()
 
     def eof_received(self) -> None:
@@ -107,10 +91,7 @@ class TunnelConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Settle the futures and end the local side's output."""
-        self.ws.receive_eof()  # idempotent; the state becomes CLOSED
-        self.ws.data_to_send()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        super().connection_lost(exc)
         if not self.opened.done():
             reason = exc or self.ws.handshake_exc or "connection closed"
             self.open_error = TunnelError(f"connection closed during the handshake: {reason}")
@@ -145,44 +126,9 @@ class TunnelConnection(asyncio.Protocol):
         if self._eof_from_instance:
             local.write_eof()
 
-    def send(self, data: bytes) -> None:
-        """Send local bytes in BINARY frames of at most FRAME_SIZE bytes."""
-        if self.ws.state is not State.OPEN:
-            return  # closing: the endpoint will not take more data
-        if len(data) <= FRAME_SIZE:
-            self.ws.send_binary(data)
-        else:
-            view = memoryview(data)  # slices without copying; each is masked into its frame
-            for start in range(0, len(view), FRAME_SIZE):
-                self.ws.send_binary(view[start : start + FRAME_SIZE])
-        self._flush()
-
     def send_eof(self) -> None:
         """The local side finished sending: close 1000, then drain until the endpoint closes."""
         self.close(1000)
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake (no-op once closing)."""
-        if self.ws.state is State.OPEN:
-            self.ws.send_close(code, reason)
-            self._flush()
-
-    def pause_reading(self) -> None:
-        """The local side cannot take more: stop reading frames."""
-        if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        """The local side drained: read frames again."""
-        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = False
-            self.transport.resume_reading()
-
-    def abort(self) -> None:
-        """Drop the connection without a closing handshake."""
-        if self.transport is not None:
-            self.transport.abort()
 
     @property
     def close_code(self) -> int | None:
@@ -238,18 +184,3 @@ class TunnelConnection(asyncio.Protocol):
             self._eof_from_instance = True
             if self.local is not None:
                 self.local.write_eof()
-
-    def _flush(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        writes = self.ws.data_to_send()
-        if writes:
-            if writes[-1]:
-                transport.writelines(writes)
-            else:  # EOF: the closing handshake is over on our side
-                if len(writes) > 1:
-                    transport.writelines(writes[:-1])
-                transport.close()
-        if self._close_timer is None and self.ws.close_expected():
-            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, transport.abort)

@@ -5,7 +5,7 @@ speedups for unmasking) and writes the handshake response and close frames; this
 module drives it from a plain asyncio Protocol. Authorisation, quota and CloudTrail
 happen once, in the handshake (`admit`, see `tunnel_handshake`); after that, BINARY
 frames' payloads go to the target in one `writelines` per read, what the target sends
-goes back in BINARY frames of at most `FRAME_SIZE` bytes, TEXT frames close with 1003,
+goes back in BINARY frames of at most 65,000 bytes, TEXT frames close with 1003,
 frames over `MAX_FRAME` with 1009 (websockets' size limit), and the tunnel closes at
 its `maxTunnelDuration`. Each side pauses the other's reading while its own write buffer
 is over the high-water mark.
@@ -22,13 +22,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
 
+from access.tunnel.sansio import HIGH_WATER, SansIOConnection
 from sandbox.aws.tunnel_handshake import TunnelPlan
 
-FRAME_SIZE = 65_000  # bytes per frame towards the client, as EICE clients expect
 MAX_FRAME = 2**20  # a bigger frame from a client closes that tunnel (1009)
-HIGH_WATER = 2**20  # bytes buffered towards either side before the other side is paused
 CONNECT_TIMEOUT_S = 5.0
-CLOSE_TIMEOUT_S = 5.0
 SERVER_HEADER = "eice-sandbox"
 UNREACHABLE = "Unable to connect to target"
 
@@ -65,7 +63,7 @@ class TargetSide(asyncio.Protocol):
         self.tunnel.resume_reading()
 
 
-class EndpointConnection(asyncio.Protocol):
+class EndpointConnection(SansIOConnection[ServerProtocol]):
     """One client connection to the endpoint, from upgrade request to close.
 
     Args:
@@ -78,44 +76,31 @@ class EndpointConnection(asyncio.Protocol):
     def __init__(
         self, admit: Admit, release: Callable[[str], None], connections: set[EndpointConnection]
     ) -> None:
+        super().__init__(ServerProtocol(max_size=MAX_FRAME))
         self.admit = admit
         self.release = release
         self.connections = connections
-        self.ws = ServerProtocol(max_size=MAX_FRAME)
-        self.transport: asyncio.Transport | None = None
         self.target: TargetSide | None = None
         self.plan: TunnelPlan | None = None
         self._held: list[bytes | bytearray | memoryview] = []
-        self._reading_paused = False
         self._timers: list[asyncio.TimerHandle] = []
-        self._close_timer: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Task[None] | None = None
 
     # --- the client's connection -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        super().connection_made(transport)
         self.connections.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.ws.receive_data(data)
-        events = self.ws.events_received()
-        if events:
-            self._process(events)
-        self._flush()
 
     def eof_received(self) -> None:
         self.ws.receive_eof()
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.ws.receive_eof()
-        self.ws.data_to_send()
+        super().connection_lost(exc)
         self.connections.discard(self)
-        for timer in (*self._timers, self._close_timer):
-            if timer is not None:
-                timer.cancel()
+        for timer in self._timers:
+            timer.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
         self._close_target()
@@ -132,41 +117,6 @@ class EndpointConnection(asyncio.Protocol):
             self.target.transport.resume_reading()
 
     # --- the target's calls ----------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        """Bytes from the target, in BINARY frames of at most FRAME_SIZE bytes."""
-        if self.ws.state is not State.OPEN:
-            return
-        if len(data) <= FRAME_SIZE:
-            self.ws.send_binary(data)
-        else:
-            view = memoryview(data)
-            for start in range(0, len(view), FRAME_SIZE):
-                self.ws.send_binary(view[start : start + FRAME_SIZE])
-        self._flush()
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Start the closing handshake (no-op once closing)."""
-        if self.ws.state is State.OPEN:
-            self.ws.send_close(code, reason)
-            self._flush()
-
-    def pause_reading(self) -> None:
-        """The target is not keeping up: stop reading frames."""
-        if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        """The target caught up: read frames again."""
-        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = False
-            self.transport.resume_reading()
-
-    def abort(self) -> None:
-        """Drop the connection (server shutdown)."""
-        if self.transport is not None:
-            self.transport.abort()
 
     # --- internals -----------------------------------------------------------------
 
@@ -241,23 +191,15 @@ class EndpointConnection(asyncio.Protocol):
         if self.target is not None and self.target.transport is not None:
             self.target.transport.close()  # what was written still goes out first
 
-    def _flush(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        writes = self.ws.data_to_send()
-        if writes:
-            eof = not writes[-1]
-            if eof:
-                writes.pop()
-            if writes:
-                transport.writelines(writes)
-            if eof:
-                if transport.can_write_eof():
-                    transport.write_eof()
-                else:
-                    transport.close()
+    def _end_output(self, transport: asyncio.Transport) -> None:
+        """The server closes the TCP connection first (RFC 6455 7.1.1): half-close where
+        the transport can (plain TCP), else close."""
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def _flushed(self) -> None:
+        """Once the WebSocket is closing, so is the connection to the target."""
         if self.ws.state is not State.OPEN and self.ws.state is not State.CONNECTING:
             self._close_target()
-        if self._close_timer is None and self.ws.close_expected():
-            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, transport.abort)
