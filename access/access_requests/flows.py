@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from access.access_requests import service
+from access.access_requests.decide import end_pending
 from access.access_requests.models import AccessRequest, Approval, RequestStatus
 from access.access_requests.prepare import PreparedRequest
 from access.audit.service import record
@@ -248,26 +249,13 @@ def deny(session: Session, rt: Runtime, request_id: str, actor: Actor, reason: s
                 f"already {request.status}" + (f" by <@{request.decided_by}>" if request.decided_by else "")
             )
         raise NotPermitted(verdict.reason)
-    if not service.transition(
+    return end_pending(
         session,
-        request.id,
-        frm=RequestStatus.PENDING,
+        request,
         to=RequestStatus.DENIED,
-        decided_at=now,
-        decided_by=actor.user_id,
-        decision_note=reason[:500],
-    ):
-        session.refresh(request)
-        raise Conflict(f"already {request.status}")
-    record(
-        session,
-        "request.denied",
+        event="request.denied",
         actor=actor.user_id,
-        at=now,
-        request_id=request.id,
-        instance_id=request.instance_id,
+        now=now,
         detail={"reason": reason[:500]},
+        decision_note=reason[:500],
     )
-    enqueue(session, "request.denied", now=now, request_id=request.id)
-    session.refresh(request)
-    return request
