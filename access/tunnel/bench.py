@@ -39,7 +39,7 @@ from access.errors import InvalidInput
 from access.tunnel.relays import serve_connections, serve_relay, splice_available
 
 CHUNK = 2**18  # load and echo read and write in 256 KiB pieces
-ROUNDS = 5
+ROUNDS = 7
 SETUP = (
     "processes on loopback: load (this one), echo service, OpenTunnel stand-in, tunnel client, "
     "pass-through relays; direct = load->echo, tunnel = load->client->stand-in->echo, "
