@@ -13,15 +13,14 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
-from typing import cast
 
 from access.tunnel.connection import Chunk, TunnelConnection
+from access.tunnel.sansio import HIGH_WATER, FlowControlled
 
-HIGH_WATER = 2**20  # bytes held before the socket is paused (each way)
 READ_SIZE = 4 * 65_000  # stdin reads feed several full frames at a time
 
 
-class LocalConnection(asyncio.Protocol):
+class LocalConnection(FlowControlled):
     """One accepted local TCP connection, carried by one tunnel once `attach`ed.
 
     Bytes that arrive before the tunnel is open are held (reading pauses past
@@ -30,19 +29,16 @@ class LocalConnection(asyncio.Protocol):
 
     def __init__(self, on_connect: Callable[[LocalConnection], None] | None = None) -> None:
         self._on_connect = on_connect
-        self.transport: asyncio.Transport | None = None
         self.tunnel: TunnelConnection | None = None
         self._held: list[bytes] = []
         self._held_size = 0
         self._eof = False
-        self._paused = False
 
     # --- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport and give writes room before backpressure starts."""
-        self.transport = cast(asyncio.Transport, transport)  # any loop's stream transport
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        super().connection_made(transport)
         if self._on_connect is not None:
             self._on_connect(self)
 
@@ -99,18 +95,6 @@ class LocalConnection(asyncio.Protocol):
         if transport is not None and not transport.is_closing() and transport.can_write_eof():
             with contextlib.suppress(OSError, RuntimeError):  # already shut down by the peer
                 transport.write_eof()
-
-    def pause_reading(self) -> None:
-        """Stop reading the local socket."""
-        if not self._paused and self.transport is not None and not self.transport.is_closing():
-            self._paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        """Read the local socket again."""
-        if self._paused and self.transport is not None and not self.transport.is_closing():
-            self._paused = False
-            self.transport.resume_reading()
 
     def close(self) -> None:
         """Close the local connection (pending writes are still flushed)."""

@@ -23,7 +23,32 @@ CLOSE_TIMEOUT_S = 5.0  # for the other end to finish a closing handshake before 
 Side = TypeVar("Side", bound=WebSocket)  # websockets' ClientProtocol or ServerProtocol
 
 
-class SansIOConnection(asyncio.Protocol, Generic[Side]):
+class FlowControlled(asyncio.Protocol):
+    """A stream protocol of a tunnel (a WebSocket, a local socket, the instance's socket):
+    it keeps its transport, lets `HIGH_WATER` bytes queue before `pause_writing`, and
+    pauses and resumes its own reading on the other side's behalf."""
+
+    transport: asyncio.Transport | None = None
+    _reading_paused = False  # we paused our own transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # any loop's stream transport
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+
+    def pause_reading(self) -> None:
+        """The other side cannot take more: stop reading."""
+        if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """The other side drained: read again."""
+        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+
+class SansIOConnection(FlowControlled, Generic[Side]):
     """One WebSocket connection; subclasses handle the events in `_process`.
 
     Args:
@@ -32,15 +57,9 @@ class SansIOConnection(asyncio.Protocol, Generic[Side]):
 
     def __init__(self, ws: Side) -> None:
         self.ws = ws
-        self.transport: asyncio.Transport | None = None
-        self._reading_paused = False  # we paused our own transport
         self._close_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # any loop's stream transport
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; handle what it found; send what it has to say."""
@@ -76,18 +95,6 @@ class SansIOConnection(asyncio.Protocol, Generic[Side]):
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason)
             self._flush()
-
-    def pause_reading(self) -> None:
-        """The other side cannot take more: stop reading frames."""
-        if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        """The other side drained: read frames again."""
-        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = False
-            self.transport.resume_reading()
 
     def abort(self) -> None:
         """Drop the connection without a closing handshake."""

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
 
-from access.tunnel.sansio import HIGH_WATER, SansIOConnection
+from access.tunnel.sansio import HIGH_WATER, FlowControlled, SansIOConnection
 from sandbox.aws.tunnel_handshake import TunnelPlan
 
 MAX_FRAME = 2**20  # a bigger frame from a client closes that tunnel (1009)
@@ -33,16 +32,11 @@ UNREACHABLE = "Unable to connect to target"
 Admit = Callable[[Request, str], TunnelPlan | Response]
 
 
-class TargetSide(asyncio.Protocol):
+class TargetSide(FlowControlled):
     """The TCP connection to the instance, joined to one tunnel."""
 
     def __init__(self, tunnel: EndpointConnection) -> None:
         self.tunnel = tunnel
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # any loop's stream transport
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
         self.tunnel.send(data)
@@ -109,14 +103,12 @@ class EndpointConnection(SansIOConnection[ServerProtocol]):
             self.plan = None
 
     def pause_writing(self) -> None:
-        if self.target is not None and self.target.transport is not None:
-            self.target.transport.pause_reading()
+        if self.target is not None:
+            self.target.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.target is not None and self.target.transport is not None:
-            self.target.transport.resume_reading()
-
-    # --- the target's calls ----------------------------------------------------------
+        if self.target is not None:
+            self.target.resume_reading()
 
     # --- internals -----------------------------------------------------------------
 
