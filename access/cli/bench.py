@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from access.tunnel.bench import SIZE_MB
+
 BENCHMARKS = ("ack", "tunnel", "audit", "revoke", "catch-up", "lifecycle")
 
 
@@ -34,7 +36,7 @@ def register(subparsers: Any) -> None:
         "CPU, as AWS and Slack on other machines do; normal makes them compete as equals",
     )
     p.add_argument("--rounds", type=int, default=10, help="ack: alternating bot/bare rounds")
-    p.add_argument("--size-mb", type=int, default=200, help="tunnel: MiB echoed per round and path (200)")
+    p.add_argument("--size-mb", type=int, default=SIZE_MB, help=f"tunnel: MiB echoed per round ({SIZE_MB})")
     p.add_argument("--rtt-samples", type=int, default=500, help="tunnel: round trips to time")
     p.add_argument("--rows", type=int, default=1_000_000, help="audit: audit rows")
     p.add_argument(

@@ -36,10 +36,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from access.errors import InvalidInput
-from access.tunnel.relays import serve_connections, serve_relay, splice_available
+from access.tunnel.relays import CHUNK, serve_connections, serve_relay, splice_available
 
-CHUNK = 2**18  # load and echo read and write in 256 KiB pieces
 ROUNDS = 7
+SIZE_MB = 200  # MiB echoed per round and path
 SETUP = (
     "processes on loopback: load (this one), echo service, OpenTunnel stand-in, tunnel client, "
     "pass-through relays; direct = load->echo, tunnel = load->client->stand-in->echo, "
@@ -235,7 +235,9 @@ def _measure(ports: dict[str, int], pids: list[int], size: int, rtt_samples: int
 
     CPU per MiB counts every process of the bench (load, echo, stand-in, client, relays):
     on a busy machine throughput follows CPU cost, so the cost ratio explains the
-    throughput one. Returns the medians per path under "speed" and "cpu_per_mb_ms".
+    throughput one. Returns, per path, the median speed ("speed", MB/s) and ratio to direct
+    ("ratio"), the CPU per MiB ("cpu_per_mb_ms"), and the RTT medians of tunnel and direct
+    ("rtt_ms").
     """
     speeds: dict[str, list[float]] = {path: [] for path in ports}
     cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
@@ -360,4 +362,4 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["--relay"]:
         serve_relay(int(sys.argv[2]), sys.argv[3])
     else:
-        print(json.dumps(bench_tunnel(False, 50, 500)))
+        print(json.dumps(bench_tunnel(False, SIZE_MB, 500)))

@@ -17,6 +17,7 @@ same layout on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -24,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-BUFFER = 2**18  # bytes per recv/sendall, as the load and echo use
+CHUNK = 2**18  # bytes per recv/sendall, here and in the bench's load and echo
 PIPE_SIZE = 2**20  # splice pipe capacity (the most an unprivileged process may ask)
 
 Pump = Callable[[socket.socket, socket.socket], None]
@@ -37,7 +38,7 @@ def splice_available() -> bool:
 
 def _copy(source: socket.socket, sink: socket.socket) -> None:
     """Move bytes from `source` to `sink` through one reused buffer until EOF."""
-    buffer = bytearray(BUFFER)
+    buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     while got := source.recv_into(buffer):
         sink.sendall(view[:got])
@@ -47,7 +48,8 @@ def _splice(source: socket.socket, sink: socket.socket) -> None:
     """Move bytes from `source` to `sink` through a kernel pipe until EOF."""
     read_end, write_end = os.pipe()
     try:
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        with contextlib.suppress(OSError):  # a smaller pipe only means more calls
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         while moved := os.splice(source.fileno(), write_end, PIPE_SIZE):
             while moved:
                 moved -= os.splice(read_end, sink.fileno(), moved)
@@ -83,10 +85,9 @@ def _join(move: Pump, accepted: socket.socket, upstream_port: int) -> None:
     _pump(move, accepted, upstream)
 
 
-def serve_connections(handle: Callable[[socket.socket], None]) -> None:
-    """Child process main: accept on a loopback port, print it, run `handle` on a thread
-    of its own for each connection, until stdin closes."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def accept_forever(listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
+    """Run `handle` on a thread of its own for each connection `listener` accepts, until
+    the listener is closed; returns at once."""
 
     def accept() -> None:
         while True:
@@ -97,6 +98,13 @@ def serve_connections(handle: Callable[[socket.socket], None]) -> None:
             threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
+
+
+def serve_connections(handle: Callable[[socket.socket], None]) -> None:
+    """Child process main: `accept_forever` on a loopback port, print the port, and run
+    until stdin closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accept_forever(listener, handle)
     print(listener.getsockname()[1], flush=True)
     sys.stdin.read()
     listener.close()

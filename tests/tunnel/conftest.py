@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +24,7 @@ from access.grants.policy import GrantScope, grant_policy
 from access.tunnel.client import TunnelSettings, carry
 from access.tunnel.connection import TunnelConnection
 from access.tunnel.local import LocalConnection
+from access.tunnel.relays import accept_forever
 from access.tunnel.target import TunnelTarget
 from sandbox.aws.eice import TunnelServer
 from sandbox.aws.instance_connect import InstanceConnectService
@@ -220,20 +220,12 @@ def echo_instead_of_ssh(stack: Stack) -> Iterator[None]:
     """Point web-1:22 at a TCP echo service for the block (the instance's side of a bulk copy)."""
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
     def echo(conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
             while data := conn.recv(2**18):
                 conn.sendall(data)
 
-    threading.Thread(target=serve, daemon=True).start()
+    accept_forever(listener, echo)
     key = (stack.web.private_ip, 22)
     saved = stack.sandbox.targets[key]
     stack.sandbox.targets[key] = listener.getsockname()
