@@ -16,6 +16,7 @@ from access.audit.models import AuditEvent
 from access.audit.service import verify_chain
 from access.chaos.invariants import STATUS_RANK, AuditRow, GrantRow, PolicyCall, Snapshot
 from access.grants.models import Grant
+from access.grants.policy import is_own_policy_name
 from sandbox.aws.events import parse_event_time
 
 if TYPE_CHECKING:
@@ -135,12 +136,13 @@ def snapshot(
     principals = sorted(
         {*world.role_arns.values(), *world.estate.role_arns.values(), *(g.principal_arn for g in grants)}
     )
-    iam_policies = {p: rt.iam.list_grant_names(p) for p in principals}
+    deployment = rt.config.aws.deployment
+    iam_policies = {p: rt.iam.list_grant_names(p, deployment) for p in principals}
     calls = []
     for record in world.aws.events.all():
         params = record.get("requestParameters") or {}
         name = str(params.get("policyName", ""))
-        if "Policy" in str(record.get("eventName")) and name.startswith("eice-grant-"):
+        if "Policy" in str(record.get("eventName")) and is_own_policy_name(name, deployment):
             calls.append(
                 PolicyCall(
                     record["eventName"],

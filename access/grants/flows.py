@@ -28,6 +28,7 @@ from access.grants.policy import (
     policy_name,
     truncate_to_second,
 )
+from access.ids import new_id
 from access.outbox.service import enqueue
 
 if TYPE_CHECKING:
@@ -64,8 +65,6 @@ def scope_of(grant: Grant) -> GrantScope:
 
 def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: datetime) -> Grant:
     """Insert the grant row (status applying, claimed by this process) for an approved request."""
-    from access.ids import new_id
-
     rule = effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
     grant_id = new_id("g")
     starts = truncate_to_second(now)

@@ -72,7 +72,8 @@ def run(world: ChaosWorld, opts: ChaosOptions, rng: random.Random) -> Outcome:
 
 
 def _attempts(world: ChaosWorld, grant_ids: list[str]) -> int:
-    names = {f"eice-grant-{g}" for g in grant_ids}
+    with world.rt.db.transaction() as s:
+        names = set(s.scalars(select(Grant.policy_name).where(Grant.id.in_(grant_ids))))
     return sum(
         1
         for r in world.aws.events.all()
