@@ -156,8 +156,10 @@ def _iam(stack: SandboxStack) -> Any:
 
 
 def _grant_policies(stack: SandboxStack) -> list[str]:
+    from access.grants.policy import is_own_policy_name
+
     names = _iam(stack).list_role_policies(RoleName="alice")["PolicyNames"]
-    return [n for n in names if n.startswith("eice-grant-")]
+    return [n for n in names if is_own_policy_name(n)]
 
 
 def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ from access.access_requests.models import AccessRequest
 from access.bench.world import APPROVER, BotProcess, Sandboxes, percentile, sandboxes, scratch_database
 from access.db import Database
 from access.grants.models import Grant, GrantStatus
+from access.grants.policy import policy_name
 from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY
 
 T = TypeVar("T")
@@ -111,7 +112,7 @@ class Lifecycles:
             status = session.scalar(select(Grant.status).where(Grant.id == grant_id))
         if status != GrantStatus.REVOKED:
             return False
-        return f"eice-grant-{grant_id}" not in self.iam.get_role(self.roles[user]).policies
+        return policy_name(grant_id) not in self.iam.get_role(self.roles[user]).policies
 
 
 def bench_lifecycle(lifecycles: int, workers: int, *, actions: tuple[str, str]) -> dict[str, Any]:
