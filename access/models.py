@@ -5,6 +5,7 @@ from access.audit.cloudtrail_models import CloudTrailEvent, CollectorWatermark  
 from access.audit.models import AuditEvent
 from access.db import Base
 from access.grants.models import Grant, GrantStatus
+from access.installation import Installation
 from access.outbox.models import OutboxMessage
 from access.principals.models import PrincipalLink
 
@@ -15,6 +16,7 @@ __all__ = [
     "Base",
     "Grant",
     "GrantStatus",
+    "Installation",
     "OutboxMessage",
     "PrincipalLink",
     "RequestStatus",

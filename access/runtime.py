@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from access.aws.calls import AwsClients
 from access.aws.iam import IamPolicies
@@ -15,7 +16,11 @@ from access.clock import AnchoredClock, Clock, SystemClock
 from access.config.loader import load_config
 from access.config.model import Config
 from access.db import Database
+from access.installation import installation_id
 from access.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -40,6 +45,22 @@ class Runtime:
     # Set by the in-process scheduler: True while revocations are being worked, so
     # that work which can wait (CloudTrail collection) yields to them.
     revoking_now: Callable[[], bool] | None = None
+
+    _installation_id: str | None = field(default=None, init=False, repr=False)
+
+    def installation_id(self, session: Session | None = None) -> str:
+        """This installation's ID, which grant policies carry; read from the database once.
+
+        Pass the caller's session when it holds one: on SQLite a second transaction would
+        wait for the first one's lock.
+        """
+        if self._installation_id is None:
+            if session is not None:
+                self._installation_id = installation_id(session)
+            else:
+                with self.db.transaction() as own:
+                    self._installation_id = installation_id(own)
+        return self._installation_id
 
     @property
     def regions(self) -> list[str]:

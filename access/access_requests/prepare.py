@@ -106,10 +106,9 @@ def _prepare(rt: Runtime, inp: RequestInput) -> PreparedRequest:
     os_user = inp.os_user or rule.os_user
     now = rt.clock.now()
     # The policy must fit on its own before anyone is asked to approve it.
-    check_policy_fits(
-        grant_policy(build_scope_for(instance, endpoint, port, os_user, now, now + duration, rule)),
-        principal,
-    )
+    owner = rt.installation_id()
+    scope = build_scope_for(instance, endpoint, port, os_user, now, now + duration, rule, owner)
+    check_policy_fits(grant_policy(scope), principal)
     report = _preflight(rt, instance.instance_id, instance.region, port, os_user, principal, rule)
     return PreparedRequest(inp, instance, endpoint, rule, principal, duration, port, os_user, report)
 
@@ -143,7 +142,7 @@ def _preflight(
     return report.to_dict()
 
 
-def build_scope_for(instance, endpoint, port, os_user, starts_at, expires_at, rule):  # type: ignore[no-untyped-def]
+def build_scope_for(instance, endpoint, port, os_user, starts_at, expires_at, rule, owner=""):  # type: ignore[no-untyped-def]
     from access.grants.policy import GrantScope
 
     return GrantScope(
@@ -157,4 +156,5 @@ def build_scope_for(instance, endpoint, port, os_user, starts_at, expires_at, ru
         starts_at=starts_at,
         expires_at=expires_at,
         overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+        owner=owner,
     )

@@ -27,6 +27,8 @@ from access.audit.queries import audit_query
 from access.audit.service import GENESIS, chain_hash
 from access.db import Database
 from access.grants.models import Grant
+from access.grants.policy import policy_name
+from access.ids import numbered_id
 from access.migrate import upgrade
 
 BATCH = 10_000
@@ -52,7 +54,7 @@ def _grant_rows(grants: int, rng: random.Random) -> Iterator[tuple[dict[str, Any
         instance = f"i-{i % max(1, grants // 20):017x}"
         principal = f"arn:aws:iam::123456789012:role/eice/{user.lower()}"
         request = {
-            "id": f"r-{i:010d}",
+            "id": numbered_id("r", i),
             "status": "approved",
             "requester_id": user,
             "requester_name": user.lower(),
@@ -83,12 +85,12 @@ def _grant_rows(grants: int, rng: random.Random) -> Iterator[tuple[dict[str, Any
             "approval_deadline": created + timedelta(minutes=30),
         }
         grant = {
-            "id": f"g-{i:010d}",
+            "id": numbered_id("g", i),
             "request_id": request["id"],
             "status": "revoked",
             "requester_id": user,
             "principal_arn": principal,
-            "policy_name": f"eice-grant-g-{i:010d}",
+            "policy_name": policy_name(numbered_id("g", i)),
             "policy_document": {},
             "account_id": "123456789012",
             "region": "us-east-1",
@@ -127,7 +129,7 @@ def _event_rows(rows: int, grants: int) -> Iterator[dict[str, Any]]:
             "source_ip": "203.0.113.7",
             "user_agent": "aws-cli/2",
             "instance_id": f"i-{g % max(1, grants // 20):017x}",
-            "grant_id": f"g-{g:010d}",
+            "grant_id": numbered_id("g", g),
             "match": "grant",
             "collected_at": at,
             "raw": {},
@@ -143,8 +145,8 @@ def _audit_rows(rows: int, grants: int) -> Iterator[dict[str, Any]]:
             at=NOW - SPAN + timedelta(seconds=seq),
             kind="connection.opened",
             actor=f"U{g % max(1, grants // 50):06d}",
-            request_id=f"r-{g:010d}",
-            grant_id=f"g-{g:010d}",
+            request_id=numbered_id("r", g),
+            grant_id=numbered_id("g", g),
             instance_id=None,
             detail={"n": seq},
             prev_hash=prev,
@@ -193,7 +195,7 @@ def _queries(grants: int, count: int, seed: int) -> list[dict[str, Any]]:
         kind = n % 4
         recent = rng.randrange(int(grants * 0.85), grants)
         if kind == 0:
-            made.append({"grant_id": f"g-{recent:010d}", "since": NOW - timedelta(days=90)})
+            made.append({"grant_id": numbered_id("g", recent), "since": NOW - timedelta(days=90)})
         elif kind == 1:
             made.append({"instance_id": f"i-{recent % max(1, grants // 20):017x}", "since": since})
         elif kind == 2:

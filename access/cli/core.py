@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
         help="seconds a tunnel may outlive the grant (default 300)",
     )
     p.add_argument("--principal-arn", help="check the size against this role's or user's inline-policy limit")
+    p.add_argument(
+        "--owner",
+        default="",
+        help="the installation ID (`eice migrate` prints it) that the bot writes into the first "
+        "statement's Sid; without it the document has no owner Sid",
+    )
     p.set_defaults(func=cmd_policy)
 
     p = subparsers.add_parser(
@@ -69,7 +75,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         upgrade(url)
     except Exception as exc:
         return fail(f"migration of {redact_url(url)} failed: {exc}", 1)
-    print(f"{redact_url(url)} is at revision {current(url)}", file=sys.stderr)
+    from access.db import Database
+    from access.installation import installation_id
+
+    db = Database(url)
+    try:
+        with db.transaction() as session:
+            owner = installation_id(session)
+    finally:
+        db.dispose()
+    print(f"{redact_url(url)} is at revision {current(url)}; installation ID {owner}", file=sys.stderr)
     return 0
 
 
@@ -121,6 +136,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
             starts_at=start,
             expires_at=expires,
             overshoot_s=args.overshoot,
+            owner=args.owner,
         )
         document = grant_policy(scope)
         if args.principal_arn:

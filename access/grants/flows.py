@@ -48,7 +48,8 @@ PERMANENT_PUT_ERRORS = frozenset(
 )
 
 
-def scope_of(grant: Grant) -> GrantScope:
+def scope_of(grant: Grant, owner: str = "") -> GrantScope:
+    """What `grant` pins down; `owner` (the installation ID) goes into its policy."""
     return GrantScope(
         account_id=grant.account_id,
         region=grant.region,
@@ -60,6 +61,7 @@ def scope_of(grant: Grant) -> GrantScope:
         starts_at=grant.starts_at,
         expires_at=grant.expires_at,
         overshoot_s=grant.overshoot_s,
+        owner=owner,
     )
 
 
@@ -94,7 +96,7 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
         policy_version=1,
         applied_version=0,
     )
-    grant.policy_document = grant_policy(scope_of(grant))
+    grant.policy_document = grant_policy(scope_of(grant, rt.installation_id(session)))
     check_policy_fits(grant.policy_document, grant.principal_arn)
     session.add(grant)
     session.flush()
@@ -121,7 +123,7 @@ def extend_in_place(session: Session, rt: Runtime, request: AccessRequest, *, no
     if grant is None or grant.status not in service.LIVE or grant.expires_at <= now:
         raise Conflict("the grant to extend has already ended; request access again")
     new_expiry = grant.expires_at + timedelta(seconds=request.duration_s)
-    scope = scope_of(grant)
+    scope = scope_of(grant, rt.installation_id(session))
     document = grant_policy(GrantScope(**{**scope.__dict__, "expires_at": new_expiry}))
     check_policy_fits(document, grant.principal_arn)
     won = service.transition(

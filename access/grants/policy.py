@@ -27,6 +27,8 @@ OPEN_TUNNEL = "ec2-instance-connect:OpenTunnel"
 SEND_SSH_PUBLIC_KEY = "ec2-instance-connect:SendSSHPublicKey"
 GRANT_POLICY_PREFIX = "eice-grant-"
 DEPLOYMENT = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")  # `[aws] deployment` in eice.toml
+OWNER_SID = "EiceGrantOf"  # + the installation ID: the Sid of a grant policy's first statement
+OWNER = re.compile(r"^[A-Za-z0-9]{1,32}$")  # a Sid may hold only letters and digits
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class GrantScope:
     expires_at: datetime
     overshoot_s: int = 300
     allow_describe: bool = False
+    owner: str = ""  # the installation ID (`access.installation`); "" writes no owner Sid
 
     @property
     def endpoint_arn(self) -> str:
@@ -106,10 +109,13 @@ def grant_policy(scope: GrantScope) -> dict[str, Any]:
     One Allow for the whole window, with `maxTunnelDuration` bounded by the window's
     length; then, for each slice of the last hour, a Deny of longer tunnels to this
     instance's IP once the slice has begun. Deny statements only ever take access
-    away, so they are safe to carry a little longer than the Allow.
+    away, so they are safe to carry a little longer than the Allow. The first statement's
+    Sid names the installation that wrote it (`scope.owner`), for the reconciler.
     """
     if not 1 <= scope.port <= 65535:
         raise InvalidInput(f"port {scope.port} is not between 1 and 65535")
+    if scope.owner and not OWNER.match(scope.owner):
+        raise InvalidInput(f"owner {scope.owner[:40]!r} must be 1-32 letters or digits (it goes in a Sid)")
     start, end = truncate_to_second(scope.starts_at), truncate_to_second(scope.expires_at)
     slices = tunnel_slices(start, end, scope.overshoot_s)
     window = {
@@ -117,8 +123,10 @@ def grant_policy(scope: GrantScope) -> dict[str, Any]:
         "DateLessThan": {"aws:CurrentTime": iso(end)},
     }
     ip = {"ec2-instance-connect:privateIpAddress": f"{scope.private_ip}/32"}
+    owner = {"Sid": OWNER_SID + scope.owner} if scope.owner else {}
     statements: list[dict[str, Any]] = [
         {
+            **owner,
             "Effect": "Allow",
             "Action": OPEN_TUNNEL,
             "Resource": scope.endpoint_arn,
@@ -161,6 +169,17 @@ def grant_policy(scope: GrantScope) -> dict[str, Any]:
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_owner(document: dict[str, Any]) -> str | None:
+    """The installation that wrote a grant policy (its first statement's owner Sid), or None
+    for a document without one (written before installations had IDs, or by hand)."""
+    statements = document.get("Statement")
+    first = statements[0] if isinstance(statements, list) and statements else statements
+    sid = first.get("Sid") if isinstance(first, dict) else None
+    if isinstance(sid, str) and sid.startswith(OWNER_SID) and OWNER.match(sid[len(OWNER_SID) :]):
+        return sid[len(OWNER_SID) :]
+    return None
 
 
 def policy_size(document: dict[str, Any]) -> int:

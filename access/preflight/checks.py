@@ -182,6 +182,7 @@ def estimated_grant_size(
         starts_at=ESTIMATE_START,
         expires_at=ESTIMATE_START + ESTIMATE_WINDOW,
         overshoot_s=overshoot_s,
+        owner="f" * 16,  # an installation ID's length (`access.installation`)
     )
     return policy_size(grant_policy(scope))
 

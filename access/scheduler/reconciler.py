@@ -4,6 +4,11 @@ A policy named as this deployment names its grant policies (`eice-grant-<id>`, o
 `eice-grant-<deployment>-<id>`) without a live grant is an orphan and is deleted; an
 active grant whose policy is missing has drifted and is flagged and re-applied
 (the grant is still approved and unexpired: the row, not IAM, is the truth).
+
+A policy with that name but no grant row at all is read first: one whose owner Sid names
+another installation (a second bot in the account, under the same naming) is left alone
+and reported as foreign; one naming this installation, or none (written before policies
+carried an owner), is an orphan.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from access.audit.service import record
 from access.aws.calls import error_code
 from access.grants import service
 from access.grants.models import Grant, GrantStatus
+from access.grants.policy import policy_owner
 from access.outbox.service import enqueue
 from access.runtime import Runtime
 
@@ -28,6 +34,7 @@ class ReconcileReport:
     principals: int = 0
     orphans_deleted: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # another installation's policies, left alone
     errors: list[str] = field(default_factory=list)
 
 
@@ -59,11 +66,31 @@ def reconcile(rt: Runtime) -> ReconcileReport:
                 GrantStatus.REVOKING,
             ):
                 continue
+            if grant is None and not _ours(rt, principal, name, report):
+                continue
             _delete_orphan(rt, principal, name, grant, report)
         for name, grant in grants.items():
             if grant.status == GrantStatus.ACTIVE and grant.applied_version > 0 and name not in names:
                 _flag_drift(rt, grant, report)
     return report
+
+
+def _ours(rt: Runtime, principal: str, name: str, report: ReconcileReport) -> bool:
+    """Whether a grant policy with no row here was written by this installation (or by no
+    known one); False, and reported, when it names another or cannot be read."""
+    try:
+        document = rt.iam.get(principal, name)
+    except Exception as exc:
+        report.errors.append(f"{principal} {name}: {exc}")
+        return False
+    if document is None:  # gone since the listing
+        return False
+    owner = policy_owner(document)
+    if owner is not None and owner != rt.installation_id():
+        log.info("%s on %s belongs to installation %s; leaving it", name, principal, owner)
+        report.foreign.append(name)
+        return False
+    return True
 
 
 def _delete_orphan(

@@ -1,4 +1,5 @@
-"""Migrations 0003 (grants (created_at, id)) and 0004 (grants by request ID) down and up, on both databases.
+"""Migrations 0003 (grants (created_at, id)), 0004 (grants by request ID) and 0005 (the
+installation ID) down and up, on both databases.
 
 Also checks that the models and the migrated schema agree (Alembic's own comparison),
 and that the unfiltered `/eice audit` page is answered from the new index.
@@ -6,6 +7,7 @@ and that the unfiltered `/eice audit` page is answered from the new index.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlalchemy import event, func, inspect, select, text
 from access.audit.queries import audit_query
 from access.db import Database
 from access.grants.models import Grant
+from access.installation import Installation
 from access.migrate import alembic_config, current, upgrade
 from access.models import Base
 from tests.audit.conftest import make_grant, now, role_person
@@ -49,19 +52,32 @@ def _schema_drift(db: Database) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
 
 
-def test_0003_and_0004_go_down_and_up_again_keeping_the_data(fresh_url: str) -> None:
+def _installation_ids(db: Database) -> list[str]:
+    with db.transaction() as session:
+        return list(session.scalars(select(Installation.id)))
+
+
+def test_0003_to_0005_go_down_and_up_again_keeping_the_data(fresh_url: str) -> None:
     db = Database(fresh_url)
     request_indexes = {
         "ix_grants_put_request": ["put_request_id"],
         "ix_grants_delete_request": ["delete_request_id"],
     }
     try:
-        assert current(fresh_url) == "0004"
+        assert current(fresh_url) == "0005"
+        [owner] = _installation_ids(db)
+        assert re.fullmatch(r"[0-9a-f]{16}", owner)
+        upgrade(fresh_url)  # again: nothing changes
+        assert _installation_ids(db) == [owner]
         assert _grant_indexes(db)[INDEX] == ["created_at", "id"]
         assert request_indexes.items() <= _grant_indexes(db).items()
         assert _schema_drift(db) == []
         with db.transaction() as session:
             kept = make_grant(session, role_person("alice"), starts_at=now()).id
+
+        command.downgrade(alembic_config(fresh_url), "-1")
+        assert current(fresh_url) == "0004"
+        assert "installation" not in inspect(db.engine).get_table_names()
 
         command.downgrade(alembic_config(fresh_url), "-1")
         assert current(fresh_url) == "0003"
@@ -74,7 +90,8 @@ def test_0003_and_0004_go_down_and_up_again_keeping_the_data(fresh_url: str) -> 
         assert "ix_grants_instance" in _grant_indexes(db)  # only 0003's index went
 
         upgrade(fresh_url)
-        assert current(fresh_url) == "0004"
+        assert current(fresh_url) == "0005"
+        assert len(_installation_ids(db)) == 1
         assert _grant_indexes(db)[INDEX] == ["created_at", "id"]
         assert request_indexes.items() <= _grant_indexes(db).items()
         with db.transaction() as session:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from access.clock import parse_iso
-from access.grants.policy import GrantScope, grant_policy
+from access.grants.policy import GrantScope, grant_policy, policy_owner
 
 ARGS = [
     "--instance-id", "i-0123456789abcdef0", "--endpoint-id", "eice-0123456789abcdef0",
@@ -35,6 +35,19 @@ def test_policy_prints_the_document_and_nothing_else() -> None:
         )
     )  # fmt: skip
     assert document == expected
+    assert policy_owner(document) is None  # no --owner, no owner Sid
+
+
+def test_policy_with_owner_names_the_installation_in_the_first_statement_only() -> None:
+    result = eice("policy", *ARGS, "--owner", "0123456789abcdef")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["Statement"][0]["Sid"] == "EiceGrantOf0123456789abcdef"
+    assert [s for s in document["Statement"][1:] if "Sid" in s] == []
+    assert policy_owner(document) == "0123456789abcdef"
+    bad = eice("policy", *ARGS, "--owner", "not-alnum!")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "must be 1-32 letters or digits" in bad.stderr
 
 
 def test_policy_refuses_bad_input_with_a_clear_line() -> None:
