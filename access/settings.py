@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     eice_reaper_interval_s: float = Field(default=2.0, gt=0)
     eice_reconciler_interval_s: float = Field(default=300.0, gt=0)
     eice_collector_interval_s: float = Field(default=60.0, gt=0)
+    eice_chain_witness_interval_s: float = Field(default=3600.0, gt=0)
     eice_claim_lease_s: float = Field(default=60.0, gt=0)
     eice_overdue_after_s: float = Field(default=60.0, gt=0)
     eice_revoke_workers: int = Field(default=8, ge=1, le=64)

@@ -47,21 +47,21 @@ def _button(text: str, action: Action, value: str, style: str | None = None) -> 
     return button
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """Keep people's free text from pinging channels or faking links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def instance_label(request: AccessRequest) -> str:
     name = request.instance_name or "(no Name tag)"
-    return f"*{_escape(name)}* `{request.instance_id}`"
+    return f"*{escape(name)}* `{request.instance_id}`"
 
 
 def approval_card(
     request: AccessRequest, approvals: list[str], *, grant: Grant | None = None
 ) -> tuple[str, Blocks]:
     """The card in the approvals channel; buttons only while the request is pending."""
-    tags = ", ".join(f"{_escape(k)}={_escape(v)}" for k, v in sorted(request.instance_tags.items()))
+    tags = ", ".join(f"{escape(k)}={escape(v)}" for k, v in sorted(request.instance_tags.items()))
     kind = "Extension request" if request.extends_grant_id else "Access request"
     if request.break_glass:
         kind = ":rotating_light: Break-glass " + kind.lower()
@@ -71,13 +71,13 @@ def approval_card(
         f"*Port / OS user*\n{request.port} / `{request.os_user}`",
         f"*Endpoint*\n`{request.endpoint_id}`",
         f"*Account / region*\n{request.account_id} / {request.region}",
-        f"*Rule*\n{_escape(request.rule_name)}",
+        f"*Rule*\n{escape(request.rule_name)}",
         f"*Approvals*\n{len(approvals)} of {request.approvals_required}",
     ]
     blocks: Blocks = [
         _section(title),
         {"type": "section", "fields": [_md(f) for f in fields]},
-        _section(f"*Reason*\n{_escape(request.reason) or '_none given_'}"),
+        _section(f"*Reason*\n{escape(request.reason) or '_none given_'}"),
         {"type": "context", "elements": [_md(f"Tags: {tags or 'none'} · request `{request.id}`")]},
     ]
     if isinstance(request.preflight, dict):
@@ -124,7 +124,7 @@ def decision_line(request: AccessRequest, grant: Grant | None) -> str:
     if request.status == "expired":
         line = f"{emoji} *Expired*: nobody approved it in time{when}"
     if request.decision_note:
-        line += f"\n> {_escape(request.decision_note)}"
+        line += f"\n> {escape(request.decision_note)}"
     if grant is not None:
         line += f"\nGrant `{grant.id}` is *{grant.status}*, until {slack_date(grant.expires_at)}"
     return line

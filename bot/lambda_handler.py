@@ -13,6 +13,7 @@ from bot.app import build_app, web_client
 from bot.context import Bot
 
 log = logging.getLogger(__name__)
+TICK_S = 60.0  # serverless.yml schedules the tick at rate(1 minute)
 
 
 class LambdaBot:
@@ -20,6 +21,7 @@ class LambdaBot:
 
     def __init__(self) -> None:
         settings = get_settings()
+        self.settings = settings
         self.rt = Runtime.from_settings(settings)
         self.bot = Bot.create(self.rt, web_client(settings))
         # No dispatcher thread here: `kick` after each lazy listener delivers inline.
@@ -53,11 +55,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def tick_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The EventBridge `rate(1 minute)` tick: reaper, reconciler, then the outbox."""
+    """The EventBridge `rate(1 minute)` tick: reaper, reconciler, collector, the chain head
+    once per `EICE_CHAIN_WITNESS_INTERVAL_S`, then the outbox."""
+    from access.audit.collector import chain_witness, witness_due
     from access.scheduler.tick import tick
 
     lam = _bot()
     result = tick(lam.rt)
+    if witness_due(lam.rt.clock.now(), lam.settings.eice_chain_witness_interval_s, TICK_S):
+        result["chain_head"] = chain_witness(lam.rt)
     result["outbox_sent"] = lam.bot.dispatcher.drain()
     return result
 

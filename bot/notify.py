@@ -23,7 +23,7 @@ from access.grants.flows import scope_of
 from access.grants.models import Grant
 from access.grants.policy import max_tunnel_duration_at
 from access.runtime import Runtime
-from bot import blocks
+from bot import activity, blocks
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class Notifier:
             "grant.drift": self._alert,
             "policy.orphan": self._alert,
             "break_glass": self._alert,
+            "audit.connection": self._connection,
+            "audit.out_of_band": self._out_of_band,
+            "audit.chain_head": self._chain_head,
         }
 
     def deliver(self, note: Note) -> After | None:
@@ -290,12 +293,38 @@ class Notifier:
             text += f": `{str(note.payload['error'])[:300]}`"
         if request is not None and note.kind != "policy.orphan":
             text += f" (instance `{request.instance_id}`, request `{request.id}`)"
-        if channel is None:
-            log.warning("no audit channel configured: %s", text)
-            return None
-        self.client.chat_postMessage(channel=channel, text=text, blocks=blocks.notice(text)[1])
+        self._post_alert(text, channel)
         if note.kind in ("grant.overdue", "break_glass"):
             self._thread(snap, text)
+        return None
+
+    def _post_alert(self, text: str, channel: str | None = None) -> None:
+        """Post `text` in `channel` (default: the audit channel); only logged when there is none."""
+        channel = channel or self.rt.config.defaults.audit_channel
+        if channel is None:
+            log.warning("no audit channel configured: %s", text)
+            return
+        self.client.chat_postMessage(channel=channel, text=text, blocks=blocks.notice(text)[1])
+
+    # CloudTrail activity and the audit chain
+
+    def _connection(self, note: Note, snap: Snapshot) -> After | None:
+        """An EICE event a grant explains: a line in the card's thread; one flagged for a second
+        look (outside the grant, after its end) goes to the audit channel as well."""
+        text = activity.connection_notice(note.payload, note.grant_id)
+        self._thread(snap, text)
+        if note.payload.get("flag"):
+            self._post_alert(text)
+        return None
+
+    def _out_of_band(self, note: Note, snap: Snapshot) -> After | None:
+        """EICE use that no grant explains: the audit channel."""
+        self._post_alert(activity.out_of_band_notice(note.payload))
+        return None
+
+    def _chain_head(self, note: Note, snap: Snapshot) -> After | None:
+        """The audit chain's head, posted outside the database as a witness."""
+        self._post_alert(activity.chain_head_notice(note.payload))
         return None
 
 

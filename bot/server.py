@@ -24,7 +24,6 @@ from bot.wsgi import EiceWsgiApp, HealthProbe
 
 log = logging.getLogger(__name__)
 OUTBOX_TICK_S = 1.0
-CHAIN_WITNESS_S = 3600.0
 LOST_COMMAND = ":x: Your command could not be run (a worker failed); please try again."
 
 
@@ -74,7 +73,7 @@ class Service:
                 "outbox": (OUTBOX_TICK_S, self.bot.dispatcher.kick),
                 "reaper-watch": (OUTBOX_TICK_S, self._watch_reaper),
                 "cloudtrail": (settings.eice_collector_interval_s, lambda: collector_tick(rt)),
-                "chain-witness": (CHAIN_WITNESS_S, lambda: chain_witness(rt)),
+                "chain-witness": (settings.eice_chain_witness_interval_s, lambda: chain_witness(rt)),
             },
         )
         self.health = HealthProbe(rt)

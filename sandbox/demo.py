@@ -254,11 +254,14 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
     )
     db_url = env["EICE_DATABASE_URL"]
     grant_id = _latest_grant_id(db_url)
-    collected = wait_for(lambda: _events_for(db_url, grant_id, refused_after=True), 30, every_s=0.5)
+    # Both refusals: the other port (during the grant) and eice ssh after expiry.
+    collected = wait_for(lambda: _events_for(db_url, grant_id, refusals=2), 30, every_s=0.5)
+    flags = sorted({e["flag"] for e in collected or [] if e["flag"]})
     run.step(
         "CloudTrail collected",
-        bool(collected),
-        f"{len(collected or [])} events attached to {grant_id}, the refused one flagged",
+        bool(collected) and "outside_grant" in flags,
+        f"{len(collected or [])} events attached to {grant_id}, 2 of them refused; "
+        f"flagged: {', '.join(flags) or 'none'}",
     )
     audit = driver.command("U0ALICE", f"audit {grant_id}")
 
@@ -291,7 +294,8 @@ def _latest_grant_id(db_url: str) -> str | None:
         db.dispose()
 
 
-def _events_for(db_url: str, grant_id: str | None, *, refused_after: bool = False) -> list[dict[str, Any]]:
+def _events_for(db_url: str, grant_id: str | None, *, refusals: int = 0) -> list[dict[str, Any]]:
+    """The CloudTrail events attached to the grant; none until `refusals` refused ones are."""
     from sqlalchemy import select
 
     from access.audit.cloudtrail_models import CloudTrailEvent
@@ -311,12 +315,13 @@ def _events_for(db_url: str, grant_id: str | None, *, refused_after: bool = Fals
                     "event_id": r.event_id,
                     "grant_id": r.grant_id,
                     "error_code": r.error_code,
+                    "flag": r.flag,
                 }
                 for r in rows
             ]
     finally:
         db.dispose()
-    if refused_after and not any(e["error_code"] for e in events):
+    if sum(1 for e in events if e["error_code"]) < refusals:
         return []
     return events
 

@@ -117,6 +117,18 @@ def targets_grant(event: ParsedEvent, grant: Grant) -> bool:
     return False
 
 
+def beside_grant(event: ParsedEvent, grant: Grant) -> bool:
+    """Did the event aim at the grant's endpoint or instance, but at something the grant does
+    not allow there (another IP or port, another OS user)?"""
+    if (event.region and event.region != grant.region) or targets_grant(event, grant):
+        return False
+    if event.event_name == "OpenTunnel":
+        return event.endpoint_id == grant.endpoint_id
+    if event.event_name == "SendSSHPublicKey":
+        return event.instance_id == grant.instance_id
+    return False
+
+
 def grant_window(grant: Grant) -> tuple[datetime, datetime]:
     """From a minute before the start to the end (expiry or revocation) plus the overshoot."""
     end = grant.expires_at
@@ -141,24 +153,33 @@ def match_grant(
 ) -> tuple[Grant, str | None] | None:
     """The grant an event belongs to, and a flag when it deserves a second look.
 
-    Inside the window any attempt matches; a refused one after an early revocation
-    is flagged "after_revoke". After the window only a refused attempt does (someone
-    trying an expired grant, flagged "after_expiry"), up to `grace` later; a
-    successful one there means access from elsewhere, so it stays out-of-band.
+    Inside the window any attempt at what the grant allows matches; a refused one after
+    an early revocation is flagged "after_revoke". A refused attempt inside the window at
+    the grant's endpoint or instance but outside its scope (another port, IP or OS user)
+    is the holder probing beyond the grant: kept with it, flagged "outside_grant". After
+    the window only a refused attempt matches (someone trying an expired grant, flagged
+    "after_expiry"), up to `grace` later. Anything that got through outside what a grant
+    allows means access from elsewhere, so it stays out-of-band.
     """
     inside: list[Grant] = []
+    beside: list[Grant] = []
     late: list[Grant] = []
     for grant in grants:
-        if grant.principal_arn != event.principal_arn or not targets_grant(event, grant):
+        if grant.principal_arn != event.principal_arn:
             continue
         start, end = grant_window(grant)
-        if start <= event.event_time <= end:
-            inside.append(grant)
-        elif event.error_code and end < event.event_time <= end + grace:
-            late.append(grant)
+        if targets_grant(event, grant):
+            if start <= event.event_time <= end:
+                inside.append(grant)
+            elif event.error_code and end < event.event_time <= end + grace:
+                late.append(grant)
+        elif event.error_code and start <= event.event_time <= end and beside_grant(event, grant):
+            beside.append(grant)
     if inside:
         grant = max(inside, key=lambda g: g.starts_at)
         return grant, _refusal_flag(event, grant)
+    if beside:
+        return max(beside, key=lambda g: g.starts_at), "outside_grant"
     if late:
         return max(late, key=lambda g: g.starts_at), "after_expiry"
     return None

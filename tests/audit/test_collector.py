@@ -346,3 +346,43 @@ def test_chain_witness_queues_the_head_for_the_audit_channel(sandbox, sqlite_db)
     with sqlite_db.transaction() as session:
         assert (message.payload["seq"], message.payload["hash"]) == chain_head(session)
     assert payload["seq"] == 1
+
+
+def test_a_refused_attempt_beside_the_grant_is_kept_with_it_and_flagged(sandbox, sqlite_db) -> None:
+    t0 = now()
+    with sqlite_db.transaction() as session:
+        grant = make_grant(session, ALICE, starts_at=t0 - timedelta(minutes=20))
+    # During the grant, refused: another port and another IP on its endpoint, another OS user
+    # on its instance; and a refused try on an endpoint the grant has nothing to do with.
+    sandbox.events.record(
+        tunnel_record(ALICE, at=t0 - timedelta(minutes=4), port=3389, error_code="AccessDenied")
+    )
+    sandbox.events.record(
+        tunnel_record(ALICE, at=t0 - timedelta(minutes=3), private_ip="10.0.1.9", error_code="AccessDenied")
+    )
+    sandbox.events.record(
+        ssh_key_record(ALICE, at=t0 - timedelta(minutes=2), os_user="root", error_code="AccessDenied")
+    )
+    sandbox.events.record(
+        tunnel_record(
+            ALICE,
+            at=t0 - timedelta(minutes=1),
+            endpoint_id="eice-0fedcba9876543210",
+            error_code="AccessDenied",
+        )
+    )
+
+    report = CloudTrailCollector(make_runtime(sqlite_db)).poll()
+
+    assert (report.matched, report.out_of_band) == (3, 1)
+    rows = _events(sqlite_db)
+    assert [(r.grant_id, r.match, r.flag) for r in rows] == [
+        (grant.id, "grant", "outside_grant"),
+        (grant.id, "grant", "outside_grant"),
+        (grant.id, "grant", "outside_grant"),
+        (None, "out_of_band", None),
+    ]
+    assert _audit_kinds(sqlite_db) == ["connection.refused"] * 3 + ["connection.out_of_band"]
+    with sqlite_db.transaction() as session:
+        [audited] = audit_query(session, since=t0 - timedelta(days=1), grant_id=grant.id)
+    assert [(c.allowed, c.flag) for c in audited.connections] == [(False, "outside_grant")] * 3

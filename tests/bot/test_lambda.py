@@ -19,7 +19,7 @@ from access.grants.models import Grant
 from access.migrate import upgrade
 from access.settings import get_settings
 from bot import lambda_handler
-from tests.bot.harness import SIGNING_SECRET, World, bot_env
+from tests.bot.harness import AUDIT, SIGNING_SECRET, World, bot_env
 
 
 class _Invocations(ThreadingHTTPServer):
@@ -63,6 +63,7 @@ def lambda_env(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = bot_env(sqlite_world.aws, sqlite_world.slack, db_url, config)
     env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{server.server_address[1]}"
+    env["EICE_CHAIN_WITNESS_INTERVAL_S"] = "60"  # every one-minute tick is the witnessing one
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -163,6 +164,9 @@ def test_lambda_v1_request_then_v2_revoke(sqlite_world: World, lambda_env: _Invo
 
     tick = lambda_handler.tick_handler({}, ctx)
     assert "reaper" in tick and "outbox_sent" in tick
+    # The chain head was queued and, in the same tick, posted to the audit channel.
+    head = tick["chain_head"]["hash"]
+    assert [m for m in w.slack.messages(AUDIT) if "Audit chain head" in m.text and head in m.text]
 
 
 def test_lambda_rejects_a_bad_signature(sqlite_world: World, lambda_env: _Invocations) -> None:

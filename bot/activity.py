@@ -1,0 +1,92 @@
+"""CloudTrail activity and the audit chain's head, as the lines the bot posts.
+
+The collector queues one note per EICE event (`audit.connection` when a grant explains
+it, `audit.out_of_band` when none does) and the chain witness queues the head; these
+turn their payloads (`access.audit.store`, `access.audit.collector`) into Slack text.
+Everything in a payload came from CloudTrail, so it is escaped before it is shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from access.clock import parse_iso
+from bot.blocks import escape, slack_date
+
+# Why a refused attempt tied to a grant deserves a second look (`access.audit.matching`).
+FLAGS = {
+    "outside_grant": "outside what the grant allows",
+    "after_expiry": "after the grant expired",
+    "after_revoke": "after the grant was revoked",
+}
+
+
+def _code(value: Any) -> str:
+    """`value` as inline code (escaped; a backtick in it cannot end the code span)."""
+    text = escape(str(value)).replace("`", "'")
+    return f"`{text}`"
+
+
+def _target(payload: dict[str, Any]) -> str:
+    name = str(payload.get("event_name") or "?")
+    if name == "OpenTunnel":
+        where = f"{payload.get('private_ip') or '?'}:{payload.get('port') or '?'}"
+        return f"a tunnel to {_code(where)} through {_code(payload.get('endpoint_id') or '?')}"
+    if name == "SendSSHPublicKey":
+        return (
+            f"an SSH key for {_code(payload.get('os_user') or '?')} on "
+            f"{_code(payload.get('instance_id') or '?')}"
+        )
+    return _code(name)
+
+
+def _when_and_where(payload: dict[str, Any]) -> str:
+    text = ""
+    with contextlib.suppress(ValueError):
+        text = f" at {slack_date(parse_iso(str(payload.get('event_time'))))}"
+    if payload.get("source_ip"):
+        text += f" from {_code(payload['source_ip'])}"
+    return text
+
+
+def _outcome(payload: dict[str, Any], who: str) -> tuple[str, str]:
+    """(emoji, sentence): what happened, and to whom."""
+    target = _target(payload)
+    if payload.get("error_code"):
+        return ":no_entry:", f"{who} was refused {target} ({_code(payload['error_code'])})"
+    if payload.get("event_name") == "SendSSHPublicKey":
+        return ":key:", f"{who} pushed {target}"
+    return ":electric_plug:", f"{who} opened {target}"
+
+
+def connection_notice(payload: dict[str, Any], grant_id: str | None) -> str:
+    """A CloudTrail event a grant explains, for the grant's thread (and, when flagged, the
+    audit channel): who, what, when, from where, and why it deserves a look."""
+    requester = payload.get("requester_id")
+    who = f"<@{escape(str(requester))}>" if requester else _code(payload.get("principal_arn") or "?")
+    emoji, sentence = _outcome(payload, who)
+    text = f"{emoji} {sentence}{_when_and_where(payload)}"
+    flag = payload.get("flag")
+    if flag:
+        text += f": *{FLAGS.get(str(flag), escape(str(flag)))}*"
+    if grant_id:
+        text += f" (grant `{grant_id}`, CloudTrail)"
+    return text
+
+
+def out_of_band_notice(payload: dict[str, Any]) -> str:
+    """EICE use that no grant of this bot explains, for the audit channel."""
+    _emoji, sentence = _outcome(payload, _code(payload.get("principal_arn") or "unknown principal"))
+    instance = f" (instance {_code(payload['instance_id'])})" if payload.get("instance_id") else ""
+    return f":mag: EICE use no grant explains: {sentence}{instance}{_when_and_where(payload)}"
+
+
+def chain_head_notice(payload: dict[str, Any]) -> str:
+    """The audit chain's head, posted as an outside witness."""
+    head = _code(payload.get("hash"))
+    return (
+        f":link: Audit chain head: row {int(payload.get('seq') or 0):,}, hash {head}. "
+        "`eice audit verify` recomputes it; a later head that does not extend this one means "
+        "the record was changed."
+    )

@@ -1,0 +1,104 @@
+"""What CloudTrail shows reaches Slack: connection activity in the grant's thread, EICE use no
+grant explains and refused attempts beside a grant in the audit channel, and the audit
+chain's head posted there as a witness. Over real HTTP, from the outbox of a running bot."""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from slack_sdk import WebClient
+
+from access.audit.collector import chain_witness, collector_tick, witness_due
+from access.audit.service import chain_head
+from bot.notify import Notifier
+from tests.audit.conftest import Person, role_person, tunnel_record
+from tests.bot.harness import AUDIT, World, eventually
+from tests.bot.test_commands import dev_worker, live_grant
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def person_for(w: World, role: str) -> Person:
+    """A CloudTrail identity for the sandbox role `role` (the ARN the bot granted to)."""
+    person = role_person(role)
+    arn = w.estate.role_arns.get(role, person.principal_arn)
+    person.identity["sessionContext"]["sessionIssuer"]["arn"] = arn
+    return Person(role, arn, person.identity)
+
+
+def audit_channel(w: World, *fragments: str) -> list[str]:
+    return [
+        m.text for m in w.slack.messages(AUDIT) if m.thread_ts is None and all(f in m.text for f in fragments)
+    ]
+
+
+def test_cloudtrail_activity_is_posted_where_people_look(world: World) -> None:
+    dev = dev_worker(world)
+    world.driver.command("U0ALICE", f"request {dev.instance_id} 30m activity")
+    grant = eventually(lambda: live_grant(world, "U0ALICE", dev.instance_id))
+    card = eventually(lambda: world.card_for(grant.request_id))
+    alice, mallory = person_for(world, "alice"), person_for(world, "mallory")
+    at = datetime.now(UTC).replace(microsecond=0)
+    where = {"endpoint_id": grant.endpoint_id, "private_ip": grant.private_ip}
+    world.aws.events.record(tunnel_record(alice, at=at, port=grant.port, **where))
+    world.aws.events.record(tunnel_record(alice, at=at, port=3389, error_code="AccessDenied", **where))
+    world.aws.events.record(tunnel_record(mallory, at=at, port=grant.port, **where))
+
+    report = collector_tick(world.rt)
+    assert (report["matched"], report["out_of_band"]) >= (2, 1)
+
+    def thread_lines() -> list[str]:
+        return [m.text for m in world.slack.thread(card) if "CloudTrail" in m.text]
+
+    lines = eventually(lambda: len(thread_lines()) >= 2 and thread_lines())
+    opened = f"{grant.private_ip}:{grant.port}"
+    assert any(
+        line.startswith(":electric_plug: <@U0ALICE> opened a tunnel") and opened in line for line in lines
+    )
+    [refused] = [line for line in lines if line.startswith(":no_entry:")]
+    assert f"{grant.private_ip}:3389" in refused and "AccessDenied" in refused
+    assert "outside what the grant allows" in refused and grant.id in refused
+    # The refusal deserves a second look: the audit channel has it too; the tunnel that was
+    # allowed does not go there.
+    eventually(lambda: audit_channel(world, "was refused", f"{grant.private_ip}:3389", grant.id))
+    assert audit_channel(world, "opened a tunnel", grant.id) == []
+    stray = eventually(lambda: audit_channel(world, "EICE use no grant explains", mallory.principal_arn))
+    assert opened in stray[0] and dev.instance_id in stray[0]
+
+    witnessed = chain_witness(world.rt)
+    with world.rt.db.transaction() as session:
+        assert (witnessed["seq"], witnessed["hash"]) == chain_head(session)
+    eventually(
+        lambda: audit_channel(world, "Audit chain head", witnessed["hash"], f"row {witnessed['seq']:,}")
+    )
+
+
+def _enqueued_kinds() -> set[str]:
+    """Every outbox kind `access/` queues by name (the second argument of `enqueue`)."""
+    kinds: set[str] = set()
+    for path in (ROOT / "access").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "enqueue"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                kinds.add(str(node.args[1].value))
+    return kinds
+
+
+def test_every_kind_the_domain_queues_has_a_renderer(world: World) -> None:
+    kinds = _enqueued_kinds()
+    assert {"audit.connection", "audit.out_of_band", "audit.chain_head", "request.created"} <= kinds
+    notifier = Notifier(world.rt, WebClient(base_url=world.slack.url + "/api/"))
+    assert kinds - set(notifier.handlers) == set()
+
+
+def test_the_lambda_tick_queues_the_chain_head_once_per_interval() -> None:
+    hour = 3600.0
+    top = datetime(2026, 11, 29, 4, 0, 0, tzinfo=UTC)
+    due = [witness_due(top + timedelta(minutes=m, seconds=7), hour, 60.0) for m in range(0, 180)]
+    assert due.count(True) == 3 and due[0] and due[60] and due[120]
