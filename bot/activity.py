@@ -28,17 +28,16 @@ def _code(value: Any) -> str:
     return f"`{text}`"
 
 
-def _target(payload: dict[str, Any]) -> str:
+def _action(payload: dict[str, Any]) -> tuple[str, str, str]:
+    """(verb, its past tense, object) of the call, e.g. ("open", "opened", "a tunnel to ...")."""
     name = str(payload.get("event_name") or "?")
     if name == "OpenTunnel":
-        where = f"{payload.get('private_ip') or '?'}:{payload.get('port') or '?'}"
-        return f"a tunnel to {_code(where)} through {_code(payload.get('endpoint_id') or '?')}"
+        where = _code(f"{payload.get('private_ip') or '?'}:{payload.get('port') or '?'}")
+        return "open", "opened", f"a tunnel to {where} through {_code(payload.get('endpoint_id') or '?')}"
     if name == "SendSSHPublicKey":
-        return (
-            f"an SSH key for {_code(payload.get('os_user') or '?')} on "
-            f"{_code(payload.get('instance_id') or '?')}"
-        )
-    return _code(name)
+        user, instance = _code(payload.get("os_user") or "?"), _code(payload.get("instance_id") or "?")
+        return "push", "pushed", f"an SSH key for {user} on {instance}"
+    return "call", "called", _code(name)
 
 
 def _when_and_where(payload: dict[str, Any]) -> str:
@@ -52,12 +51,10 @@ def _when_and_where(payload: dict[str, Any]) -> str:
 
 def _outcome(payload: dict[str, Any], who: str) -> tuple[str, str]:
     """(emoji, sentence): what happened, and to whom."""
-    target = _target(payload)
+    verb, done, target = _action(payload)
     if payload.get("error_code"):
-        return ":no_entry:", f"{who} was refused {target} ({_code(payload['error_code'])})"
-    if payload.get("event_name") == "SendSSHPublicKey":
-        return ":key:", f"{who} pushed {target}"
-    return ":electric_plug:", f"{who} opened {target}"
+        return ":no_entry:", f"{who} tried to {verb} {target}: refused ({_code(payload['error_code'])})"
+    return (":key:" if verb == "push" else ":electric_plug:"), f"{who} {done} {target}"
 
 
 def connection_notice(payload: dict[str, Any], grant_id: str | None) -> str:
@@ -84,9 +81,8 @@ def out_of_band_notice(payload: dict[str, Any]) -> str:
 
 def chain_head_notice(payload: dict[str, Any]) -> str:
     """The audit chain's head, posted as an outside witness."""
-    head = _code(payload.get("hash"))
+    seq, head = int(payload.get("seq") or 0), escape(str(payload.get("hash")))
     return (
-        f":link: Audit chain head: row {int(payload.get('seq') or 0):,}, hash {head}. "
-        "`eice audit verify` recomputes it; a later head that does not extend this one means "
-        "the record was changed."
+        f":link: Audit chain head: row {seq:,}, hash `{head}`. To check that the log still holds "
+        f"it, run `eice audit verify --at-row {seq} --head {head}`."
     )

@@ -126,8 +126,16 @@ def _iter_rows(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
         session.expunge_all()
 
 
-def verify_chain(session: Session, *, expected_head: str | None = None) -> VerifyResult:
-    """Walk the chain in order; name the first row that was edited, removed, added or moved."""
+def verify_chain(
+    session: Session, *, expected_head: str | None = None, head_seq: int | None = None
+) -> VerifyResult:
+    """Walk the chain in order; name the first row that was edited, removed, added or moved.
+
+    Args:
+        expected_head: a hash a witness saw (the audit channel's post): the chain must
+            still hold it, at row `head_seq` when given, else as its last row.
+        head_seq: the row the witnessed hash belongs to.
+    """
     prev_hash, expected_seq, count = GENESIS, 1, 0
     for row in _iter_rows(session):
         count += 1
@@ -147,8 +155,14 @@ def verify_chain(session: Session, *, expected_head: str | None = None) -> Verif
             return VerifyResult(
                 False, count, prev_hash, row.seq, f"row {row.seq} was altered after it was written"
             )
+        if expected_head is not None and row.seq == head_seq and row.hash != expected_head:
+            problem = f"row {row.seq} is not the one the witness saw: the log up to it was rewritten"
+            return VerifyResult(False, count, row.hash, row.seq, problem)
         prev_hash, expected_seq = row.hash, row.seq + 1
-    if expected_head is not None and expected_head != prev_hash:
+    if expected_head is not None and head_seq is not None and head_seq >= expected_seq:
+        problem = f"row {head_seq}, which the witness saw, is missing"
+        return VerifyResult(False, count, prev_hash, None, problem)
+    if expected_head is not None and head_seq is None and expected_head != prev_hash:
         return VerifyResult(False, count, prev_hash, None, "the chain does not end at the witnessed head")
     return VerifyResult(True, count, prev_hash)
 

@@ -29,7 +29,13 @@ def register(subparsers: Any) -> None:
         "verify",
         help="check the audit log's hash chain; exit 1 naming the first bad row",
     )
-    v.add_argument("--head", help="the chain head a witness saw (hash); it must still be there")
+    v.add_argument("--head", help="a chain head a witness saw (hash); it must still be there")
+    v.add_argument(
+        "--at-row",
+        type=int,
+        help="the row --head belongs to (the audit channel's post names it); without it, "
+        "--head must be the last row",
+    )
     v.add_argument("--database-url", help="defaults to EICE_DATABASE_URL")
     v.set_defaults(func=cmd_verify)
 
@@ -90,7 +96,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     db = _database(args)
     try:
         with db.transaction() as session:
-            result = verify_chain(session, expected_head=args.head)
+            result = verify_chain(session, expected_head=args.head, head_seq=args.at_row)
     finally:
         db.dispose()
     if result.ok:

@@ -122,3 +122,43 @@ def test_eice_audit_verify_names_the_first_bad_row(sqlite_db, capsys) -> None:
         conn.execute(text("UPDATE audit_events SET actor = 'U0EVIL' WHERE seq = 7"))
     assert main(["audit", "verify", *url]) == 1
     assert "row 7: row 7 was altered" in capsys.readouterr().err
+
+
+def _rehash_from(conn, seq: int) -> None:
+    """Recompute every hash from `seq` on, as someone able to write the table would to hide an edit."""
+    rows = conn.execute(text("SELECT seq FROM audit_events ORDER BY seq")).scalars().all()
+    with Session(bind=conn) as session:
+        prev = session.get(AuditEvent, seq - 1).hash if seq > 1 else GENESIS
+        for number in [n for n in rows if n >= seq]:
+            row = session.get(AuditEvent, number)
+            row.prev_hash = prev
+            row.hash = prev = chain_hash(prev, row)
+        session.flush()
+
+
+def test_a_witnessed_head_catches_a_rewritten_chain_that_checks_out_on_its_own(sqlite_db, capsys) -> None:
+    _fill(sqlite_db)  # rows 1-30
+    with sqlite_db.transaction() as session:
+        witnessed = session.get(AuditEvent, 20).hash  # what the audit channel was shown at row 20
+    url = ["--database-url", sqlite_db.url]
+    witness = ["--at-row", "20", "--head", witnessed]
+    assert main(["audit", "verify", *url, *witness]) == 0  # later rows do not matter
+    assert main(["audit", "verify", *url, "--head", witnessed]) == 1  # without --at-row: the last row
+    capsys.readouterr()
+
+    with sqlite_db.engine.connect() as conn:
+        outer = conn.begin()
+        conn.execute(text("UPDATE audit_events SET actor = 'U0EVIL' WHERE seq = 5"))
+        _rehash_from(conn, 5)
+        with Session(bind=conn) as session:
+            assert verify_chain(session).ok  # consistent again: only the witness can tell
+            caught = verify_chain(session, expected_head=witnessed, head_seq=20)
+        outer.rollback()
+    assert (caught.ok, caught.first_bad_seq) == (False, 20)
+    assert "not the one the witness saw" in caught.problem
+
+    with sqlite_db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq > 15"))  # the tail cut off
+    assert main(["audit", "verify", *url]) == 0
+    assert main(["audit", "verify", *url, *witness]) == 1
+    assert "row 20, which the witness saw, is missing" in capsys.readouterr().err

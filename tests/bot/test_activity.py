@@ -5,6 +5,7 @@ chain's head posted there as a witness. Over real HTTP, from the outbox of a run
 from __future__ import annotations
 
 import ast
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from slack_sdk import WebClient
 
 from access.audit.collector import chain_witness, collector_tick, witness_due
 from access.audit.service import chain_head
+from access.cli.main import main
 from bot.notify import Notifier
 from tests.audit.conftest import Person, role_person, tunnel_record
 from tests.bot.harness import AUDIT, World, eventually
@@ -62,7 +64,7 @@ def test_cloudtrail_activity_is_posted_where_people_look(world: World) -> None:
     assert "outside what the grant allows" in refused and grant.id in refused
     # The refusal deserves a second look: the audit channel has it too; the tunnel that was
     # allowed does not go there.
-    eventually(lambda: audit_channel(world, "was refused", f"{grant.private_ip}:3389", grant.id))
+    eventually(lambda: audit_channel(world, "refused (", f"{grant.private_ip}:3389", grant.id))
     assert audit_channel(world, "opened a tunnel", grant.id) == []
     stray = eventually(lambda: audit_channel(world, "EICE use no grant explains", mallory.principal_arn))
     assert opened in stray[0] and dev.instance_id in stray[0]
@@ -70,9 +72,13 @@ def test_cloudtrail_activity_is_posted_where_people_look(world: World) -> None:
     witnessed = chain_witness(world.rt)
     with world.rt.db.transaction() as session:
         assert (witnessed["seq"], witnessed["hash"]) == chain_head(session)
-    eventually(
+    [post] = eventually(
         lambda: audit_channel(world, "Audit chain head", witnessed["hash"], f"row {witnessed['seq']:,}")
     )
+    # The command the post gives checks the log against it, rows added since or not.
+    command = re.search(r"`eice (audit verify [^`]+)`", post)
+    assert command is not None
+    assert main([*command.group(1).split(), "--database-url", world.rt.db.url]) == 0
 
 
 def _enqueued_kinds() -> set[str]:
