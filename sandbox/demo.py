@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
 
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY
+from sandbox.aws.account import bot_client
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.render import html, transcript
 from sandbox.stack import APPROVALS_CHANNEL, SandboxStack
@@ -149,10 +148,7 @@ def _healthy(base: str) -> bool:
 
 
 def _iam(stack: SandboxStack) -> Any:
-    return boto3.client(
-        "iam", endpoint_url=stack.aws.url, region_name="us-east-1",
-        aws_access_key_id=BOT_ACCESS_KEY_ID, aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-    )  # fmt: skip
+    return bot_client("iam", stack.aws.url)
 
 
 def _grant_policies(stack: SandboxStack) -> list[str]:

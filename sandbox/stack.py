@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
+from sandbox.aws.account import bot_client
 from sandbox.aws.eice import TunnelServer
 from sandbox.aws.instance_connect import InstanceConnectService
 from sandbox.aws.seed import Estate, seed_estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 from sandbox.aws.ssh_server import InstanceSshServers
 from sandbox.slack.server import SlackSandbox
 
@@ -127,13 +126,7 @@ class SandboxStack:
 
     def user_env(self, person: str, duration_s: int = 3600) -> dict[str, str]:
         """Environment for `eice ssh` as `person`: their role's temporary credentials."""
-        sts = boto3.client(
-            "sts",
-            endpoint_url=self.aws.url,
-            region_name=self.aws.region,
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        )
+        sts = bot_client("sts", self.aws.url, self.aws.region)
         creds = sts.assume_role(
             RoleArn=self.estate.role_arns[person],
             RoleSessionName=person,

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import boto3
 from moto.iam.models import iam_backends
 from sqlalchemy import select
 
@@ -22,7 +21,7 @@ from access.bench.world import APPROVER, BotProcess, Sandboxes, percentile, sand
 from access.db import Database
 from access.grants.models import Grant, GrantStatus
 from access.grants.policy import policy_name
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY
+from sandbox.aws.account import bot_client
 
 T = TypeVar("T")
 APPROVALS = "C0APPROVALS"
@@ -127,13 +126,7 @@ def bench_lifecycle(lifecycles: int, workers: int, *, actions: tuple[str, str]) 
     users = [f"U0LIFE{i:02d}" for i in range(workers)]
     extra = [{"id": u, "name": u.lower(), "email": f"{u.lower()}@example.com"} for u in users]
     with sandboxes(extra) as world, scratch_database("sqlite", world.folder) as url:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=world.aws.url,
-            region_name="us-east-1",
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        )
+        iam = bot_client("iam", world.aws.url)
         run = uuid.uuid4().hex[:6]
         roles = {u: f"life-{run}-{u.lower()}" for u in users}
         for user, role in roles.items():

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 from sqlalchemy import func, select, text
 
 from access.access_requests.models import AccessRequest, RequestStatus
@@ -33,8 +32,9 @@ from access.grants.models import Grant
 from access.migrate import scratch_postgres, upgrade
 from access.runtime import Runtime
 from access.workflows import approve_request, submit_request
+from sandbox.aws.account import bot_client, bot_session
 from sandbox.aws.seed import seed_estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 from sandbox.bot_env import bot_env
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.server import DEFAULT_USERS, SlackSandbox
@@ -153,11 +153,7 @@ class ChaosWorld:
         self.config_path = self.workdir / "eice.toml"
         self.config_path.write_text(chaos_config(self.estate.account_id, self.users))
         config = parse_config(self.config_path.read_text(), source=str(self.config_path))
-        session = boto3.Session(
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-            region_name="us-east-1",
-        )
+        session = bot_session()
         clients = AwsClients(session)
         self.rt = Runtime(
             db=Database(db_url),
@@ -184,13 +180,7 @@ class ChaosWorld:
         os.environ.update(self._saved_env)
 
     def iam_client(self) -> Any:
-        return boto3.client(
-            "iam",
-            endpoint_url=self.aws.url,
-            region_name="us-east-1",
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        )
+        return bot_client("iam", self.aws.url)
 
     # bot processes
 

@@ -129,16 +129,10 @@ def _rtt_p50_ms(port: int, samples: int) -> float:
 
 def _grant(sandbox: Any, estate: Any) -> dict[str, str]:
     """Assume alice's role with a grant on web-1; returns the environment for the client."""
-    import boto3
-
     from access.grants.policy import GrantScope, grant_policy
-    from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY
+    from sandbox.aws.account import bot_session
 
-    bot = boto3.Session(
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        region_name=sandbox.region,
-    )
+    bot = bot_session(sandbox.region)
     web = estate.instance("web-1")
     now = datetime.now(UTC)
     scope = GrantScope(

@@ -6,9 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import boto3
-
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.account import bot_session
+from sandbox.aws.server import AwsSandbox
 
 PEOPLE = ("alice", "bob", "carol")
 ROLE_PATH = "/eice/"
@@ -213,11 +212,7 @@ def seed_estate(sandbox_or_url: AwsSandbox | str, *, region: str = "us-east-1") 
         region: where the VPCs, endpoints and instances go.
     """
     url = sandbox_or_url.url if isinstance(sandbox_or_url, AwsSandbox) else sandbox_or_url
-    session = boto3.session.Session(
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        region_name=region,
-    )
+    session = bot_session(region)
     ec2 = session.client("ec2", endpoint_url=url)
     iam = session.client("iam", endpoint_url=url)
     account_id = session.client("sts", endpoint_url=url).get_caller_identity()["Account"]

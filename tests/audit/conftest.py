@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 from sqlalchemy import text
@@ -25,6 +24,7 @@ from access.grants.policy import policy_name
 from access.ids import new_id
 from access.migrate import upgrade
 from access.runtime import Runtime
+from sandbox.aws.account import bot_session
 from sandbox.aws.events import cloudtrail_record
 from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
 
@@ -106,13 +106,7 @@ def sqlite_db(tmp_path: Any) -> Iterator[Database]:
 
 
 def make_runtime(db: Database, regions: tuple[str, ...] = ("us-east-1",), deployment: str = "") -> Runtime:
-    clients = AwsClients(
-        boto3.Session(
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-            region_name="us-east-1",
-        )
-    )
+    clients = AwsClients(bot_session())
     config = Config.model_validate({"aws": {"regions": list(regions), "deployment": deployment}})
     return Runtime(db=db, config=config, clients=clients, iam=IamPolicies(clients))
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.credentials import Credentials
 from sqlalchemy import select
@@ -46,10 +45,11 @@ from access.tunnel.errors import TunnelRefused
 from access.tunnel.target import TunnelTarget
 from access.workflows import approve_request, submit_request
 from bot.audit_blocks import audit_blocks, parse_audit_args
+from sandbox.aws.account import bot_client, bot_session
 from sandbox.aws.eice import TunnelServer
 from sandbox.aws.instance_connect import InstanceConnectService
 from sandbox.aws.seed import Estate, seed_estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 from sandbox.aws.ssh_server import InstanceSshServers
 from sandbox.stack import sandbox_config
 
@@ -74,13 +74,7 @@ class TunnelStack:
 
     def alice(self) -> Credentials:
         """Fresh role-session credentials for alice (what she would get from SSO)."""
-        sts = boto3.client(
-            "sts",
-            endpoint_url=self.aws.url,
-            region_name="us-east-1",
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        )
+        sts = bot_client("sts", self.aws.url)
         c = sts.assume_role(RoleArn=self.estate.role_arns["alice"], RoleSessionName="alice")["Credentials"]
         return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
 
@@ -107,13 +101,7 @@ def rt(stack: TunnelStack, db: Database, monkeypatch: pytest.MonkeyPatch) -> Ite
         monkeypatch.setenv(key, value)
     stack.aws.events.clear()
     config = parse_config(sandbox_config(stack.estate.account_id), source="sandbox eice.toml")
-    clients = AwsClients(
-        boto3.Session(
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-            region_name="us-east-1",
-        )
-    )
+    clients = AwsClients(bot_session())
     runtime = Runtime(db=db, config=config, clients=clients, iam=IamPolicies(clients))
     yield runtime
     for name in runtime.iam.list_grant_names(stack.estate.role_arns["alice"]):

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import requests
 from sqlalchemy import text, update
 
@@ -22,8 +21,9 @@ from access.grants import revoke as grant_revoke
 from access.grants import service as grant_service
 from access.runtime import Runtime
 from access.settings import Settings
+from sandbox.aws.account import bot_client
 from sandbox.aws.seed import Estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 from sandbox.bot_env import bot_env as sandbox_bot_env
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.server import SlackSandbox
@@ -122,13 +122,7 @@ class World:
         )
 
     def iam(self) -> Any:
-        return boto3.client(
-            "iam",
-            endpoint_url=self.aws.url,
-            region_name="us-east-1",
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        )
+        return bot_client("iam", self.aws.url)
 
     def policies(self, role: str) -> list[str]:
         return list(self.iam().list_role_policies(RoleName=role)["PolicyNames"])

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY
+from sandbox.aws.account import bot_client
 from tests.bot.harness import World, eventually
 
 
 def ec2(w: World) -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=w.aws.url,
-        region_name=w.estate.region,
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-    )
+    return bot_client("ec2", w.aws.url, w.estate.region)
 
 
 def instance_without_inbound_ssh(w: World, name: str) -> tuple[str, str]:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from access.aws.calls import AwsClients
@@ -17,8 +16,9 @@ from access.config.loader import parse_config
 from access.config.model import Config
 from access.db import Database
 from access.runtime import Runtime
+from sandbox.aws.account import bot_session
 from sandbox.aws.seed import Estate, seed_estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 from tests.dbs import database
 
 ACCOUNT = "123456789012"
@@ -91,11 +91,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def make_runtime(db_url: str, config: Config, *, clock: Clock | None = None, **kwargs: Any) -> Runtime:
-    session = boto3.Session(
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        region_name="us-east-1",
-    )
+    session = bot_session()
     clients = AwsClients(session)
     return Runtime(
         db=Database(db_url),

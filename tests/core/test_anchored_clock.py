@@ -6,19 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import boto3
-
 from access.aws.calls import AwsClients
 from access.clock import AnchoredClock, FixedClock, SystemClock
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.account import bot_session
+from sandbox.aws.server import AwsSandbox
 
 
 def test_a_wall_clock_an_hour_ahead_is_corrected_by_the_first_aws_answer(aws: AwsSandbox) -> None:
-    session = boto3.Session(
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        region_name="us-east-1",
-    )
+    session = bot_session()
     clients = AwsClients(session)
     clock = AnchoredClock(SystemClock(offset_s=3600))
     clients.on_server_time(clock.observe)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import boto3
 import pytest
 
 from access.aws.calls import AwsClients
@@ -13,8 +12,9 @@ from access.aws.ec2 import find_instance, list_endpoints
 from access.aws.iam import IamPolicies
 from access.aws.lookups import one_lookup_each
 from access.errors import NotFound
+from sandbox.aws.account import bot_session
 from sandbox.aws.seed import Estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 
 REGIONS = ["us-east-1"]
 
@@ -22,11 +22,7 @@ REGIONS = ["us-east-1"]
 @pytest.fixture
 def counted(aws: AwsSandbox, estate: Estate) -> tuple[AwsClients, Counter[str]]:
     """Fresh clients whose every API call (as sent to the sandbox) is counted by name."""
-    session = boto3.Session(
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        region_name="us-east-1",
-    )
+    session = bot_session()
     clients = AwsClients(session)
     calls: Counter[str] = Counter()
 

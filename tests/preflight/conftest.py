@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
 from access.aws.calls import AwsClients
 from access.preflight import PreflightReport, run_preflight
+from sandbox.aws.account import bot_client
 from sandbox.aws.seed import Estate, seed_estate
-from sandbox.aws.server import BOT_ACCESS_KEY_ID, BOT_SECRET_ACCESS_KEY, AwsSandbox
+from sandbox.aws.server import AwsSandbox
 
 REGION = "us-east-1"
 VPC_CIDR = "10.50.0.0/16"
@@ -45,13 +45,7 @@ def estate(sandbox: AwsSandbox) -> Estate:
 
 
 def bot(sandbox: AwsSandbox, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=sandbox.url,
-        region_name=REGION,
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-    )
+    return bot_client(service, sandbox.url, REGION)
 
 
 @pytest.fixture
@@ -78,13 +72,7 @@ def clients(sandbox: AwsSandbox) -> AwsClients:
 
 @functools.cache
 def _amazon_linux_2(url: str) -> str:
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=BOT_ACCESS_KEY_ID,
-        aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-    )
+    ec2 = bot_client("ec2", url, REGION)
     images = ec2.describe_images(
         Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*x86_64-gp2"]}]
     )["Images"]

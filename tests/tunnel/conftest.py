@@ -26,6 +26,7 @@ from access.tunnel.connection import TunnelConnection
 from access.tunnel.local import LocalConnection
 from access.tunnel.relays import accept_forever
 from access.tunnel.target import TunnelTarget
+from sandbox.aws.account import bot_client
 from sandbox.aws.eice import TunnelServer
 from sandbox.aws.instance_connect import InstanceConnectService
 from sandbox.aws.seed import Estate, SeedInstance, seed_estate
@@ -43,13 +44,7 @@ class Stack:
     estate: Estate
 
     def bot(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.sandbox.url,
-            region_name="us-east-1",
-            aws_access_key_id=BOT_ACCESS_KEY_ID,
-            aws_secret_access_key=BOT_SECRET_ACCESS_KEY,
-        )
+        return bot_client(service, self.sandbox.url)
 
     @property
     def web(self) -> SeedInstance:
