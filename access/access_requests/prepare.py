@@ -36,6 +36,7 @@ class RequestInput:
     break_glass: bool = False
     requester_name: str = ""
     email: str | None = None
+    replaces_policy: str | None = None  # an extension: the grant policy its new version replaces
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,12 @@ def _prepare(rt: Runtime, inp: RequestInput) -> PreparedRequest:
     port = inp.port or rule.port
     os_user = inp.os_user or rule.os_user
     now = rt.clock.now()
-    # The policy must fit on its own before anyone is asked to approve it.
+    # The policy must fit beside the principal's other inline policies before anyone is asked
+    # to approve it (IAM counts them together); an extension replaces its grant's own policy.
     owner = rt.installation_id()
     scope = build_scope_for(instance, endpoint, port, os_user, now, now + duration, rule, owner)
-    check_policy_fits(grant_policy(scope), principal)
+    used = rt.iam.inline_size_used(principal, excluding=inp.replaces_policy)
+    check_policy_fits(grant_policy(scope), principal, used=used)
     report = _preflight(rt, instance.instance_id, instance.region, port, os_user, principal, rule)
     return PreparedRequest(inp, instance, endpoint, rule, principal, duration, port, os_user, report)
 

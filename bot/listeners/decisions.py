@@ -66,6 +66,7 @@ def extend(bot: Bot, actor: Actor, grant_id: str, duration: str | None) -> str:
         if grant.status not in ("applying", "active"):
             raise InvalidInput(f"grant {grant_id} is {grant.status}; request access again")
         instance_id, port, os_user = grant.instance_id, grant.port, grant.os_user
+        replaces = grant.policy_name
         held = grant.expires_at - grant.starts_at
         tags = original.instance_tags if original else {}
         rule = effective_rule(rt.config, Target(tags, grant.region, grant.account_id))
@@ -79,6 +80,13 @@ def extend(bot: Bot, actor: Actor, grant_id: str, duration: str | None) -> str:
             )
     else:
         extra = parse_duration(duration)
+        if held + extra > rule.max_duration:
+            room = max(rule.max_duration - held, timedelta(0))
+            raise InvalidInput(
+                f"{format_duration(extra)} more would hold this grant for {format_duration(held + extra)} "
+                f"in all; the rule allows {format_duration(rule.max_duration)}"
+                + (f", so at most {format_duration(room)} more" if room.total_seconds() >= 60 else "")
+            )
     profile = bot.directory.profile(grant.requester_id)
     prepared = prepare_request(
         rt,
@@ -91,6 +99,7 @@ def extend(bot: Bot, actor: Actor, grant_id: str, duration: str | None) -> str:
             os_user=os_user,
             requester_name=profile.name,
             email=profile.email,
+            replaces_policy=replaces,
         ),
     )
     with rt.db.transaction() as session:

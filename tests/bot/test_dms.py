@@ -6,10 +6,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from access.config.rules import Target, effective_rule
+from access.durations import format_duration
 from access.grants.models import Grant
 from bot.actions import Action
 from tests.bot.harness import World, eventually
-from tests.bot.test_commands import dev_worker, live_grant
+from tests.bot.test_commands import dev_worker, live_grant, said
 
 
 def grant_row(w: World, grant_id: str) -> Grant:
@@ -121,3 +123,25 @@ def test_time_out_is_told_to_the_requester(world: World) -> None:
     [dm] = eventually(lambda: dm_with(world, "U0CAROL", request.id, "timed out"), timeout=10)
     assert worker.instance_id in str(dm.blocks)
     assert world.request_row(id=request.id).status == "expired"
+
+
+def test_extend_command_keeps_the_grant_within_the_rules_maximum(world: World) -> None:
+    dev = dev_worker(world)
+    world.driver.command("U0ALICE", f"request {dev.instance_id} 30m extend by command")
+    grant = eventually(lambda: live_grant(world, "U0ALICE", dev.instance_id))
+    asked = world.request_row(id=grant.request_id)
+    assert asked is not None
+    rule = effective_rule(world.rt.config, Target(asked.instance_tags, grant.region, grant.account_id))
+    too_much = format_duration(rule.max_duration)  # on top of the 30 minutes held already
+
+    seen = len(world.slack.ephemerals("U0ALICE"))
+    world.driver.command("U0ALICE", f"extend {grant.id} {too_much}")
+    [answer] = eventually(lambda: said(world, "U0ALICE", "in all; the rule allows", after=seen))
+    room = format_duration(rule.max_duration - timedelta(minutes=30))
+    assert f"so at most {room} more" in answer["text"]
+    assert grant_row(world, grant.id).expires_at == grant.expires_at  # nothing changed
+    assert world.request_row(extends_grant_id=grant.id) is None
+
+    world.driver.command("U0ALICE", f"extend {grant.id} {room}")  # exactly up to the maximum
+    extended = eventually(lambda: (g := grant_row(world, grant.id)).expires_at > grant.expires_at and g)
+    assert extended.expires_at - extended.starts_at == rule.max_duration

@@ -12,6 +12,7 @@ from access.config.permissions import Actor
 from access.errors import AccessError, Ambiguous, AwsError, InvalidInput, NotFound, PolicyTooLarge
 from access.runtime import Runtime
 from access.workflows import submit_request
+from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
 
 CASES = [
@@ -86,3 +87,36 @@ def test_iam_failing_past_the_retries_is_a_clear_error_and_changes_nothing(
     with rt.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(AccessRequest)) == 0
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def test_a_grant_that_would_not_fit_beside_the_roles_other_policies_is_refused_before_approval(
+    rt: Runtime, aws: AwsSandbox, estate: Estate
+) -> None:
+    """IAM counts every inline policy of a role against one 10,240-character quota."""
+    alice = estate.role_arns["alice"]
+    filler = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Action": "s3:GetObject",
+                "Resource": [f"arn:aws:s3:::b-{i:04d}/*" for i in range(280)],
+            }
+        ],
+    }
+    rt.iam.put(alice, "team-s3-denies", filler)
+    try:
+        used = rt.iam.inline_size_used(alice)
+        assert used > 6_000  # with a 1-hour grant (about 5,000) it is over
+        puts = aws.faults.counts["iam:PutRolePolicy"]
+        with pytest.raises(PolicyTooLarge) as caught:
+            submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "1h"))
+        assert f"the role already has {used:,}" in caught.value.message
+        assert "IAM allows 10,240" in caught.value.message
+        with rt.db.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(AccessRequest)) == 0
+        assert aws.faults.counts["iam:PutRolePolicy"] == puts
+    finally:
+        rt.iam.delete(alice, "team-s3-denies")
+    # With the room back, the same request goes to the approvers.
+    assert submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "1h")).request.status == "pending"
