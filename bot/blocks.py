@@ -131,14 +131,17 @@ def decision_line(request: AccessRequest, grant: Grant | None) -> str:
 
 
 def access_commands(grant: Grant, *, max_tunnel_s: int) -> list[str]:
-    """The three ready-made commands for a grant, with a tunnel duration the policy allows."""
-    i, u, e = grant.instance_id, grant.os_user, grant.endpoint_id
+    """The three ready-made commands for a grant (its region, port and OS user), with a tunnel
+    duration the policy allows."""
+    i, u, e, r = grant.instance_id, grant.os_user, grant.endpoint_id, grant.region
     s = max(max_tunnel_s, 1)
+    port = f" --port {grant.port}" if grant.port != 22 else ""
+    ssh_port = f" --ssh-port {grant.port}" if grant.port != 22 else ""
     return [
-        f"eice ssh {i} --expires {iso(grant.expires_at)} --os-user {u}",
-        f"aws ec2-instance-connect ssh --instance-id {i} --os-user {u} --connection-type eice "
-        f"--eice-options maxTunnelDuration={s},endpointId={e}",
-        f"aws ec2-instance-connect open-tunnel --instance-id {i} "
+        f"eice ssh {i} --region {r} --expires {iso(grant.expires_at)} --os-user {u}{port}",
+        f"aws ec2-instance-connect ssh --region {r} --instance-id {i} --os-user {u}{ssh_port} "
+        f"--connection-type eice --eice-options maxTunnelDuration={s},endpointId={e}",
+        f"aws ec2-instance-connect open-tunnel --region {r} --instance-id {i} "
         f"--instance-connect-endpoint-id {e} "
         f"--private-ip-address {grant.private_ip} --remote-port {grant.port} --local-port 2222 "
         f"--max-tunnel-duration {s}",

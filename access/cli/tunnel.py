@@ -74,6 +74,9 @@ def register(subparsers: Any) -> None:
 def _add_ssh_options(parser: argparse.ArgumentParser) -> None:
     _add_target_options(parser)
     parser.add_argument("--os-user", default="ec2-user")
+    parser.add_argument(
+        "--port", type=int, default=22, help="the instance's SSH port (the grant's; default 22)"
+    )
     parser.add_argument("-o", "--ssh-option", action="append", metavar="OPTION")
 
 
@@ -178,7 +181,9 @@ def ssh_command(args: argparse.Namespace) -> int:
     """`eice ssh`: returns ssh's own exit code."""
     try:
         command = _split_rest(args)
-        session, target, duration = _prepare(args, 22)
+        if not 1 <= args.port <= 65535:
+            return _fail(f"--port {args.port} is not between 1 and 65535")
+        session, target, duration = _prepare(args, args.port)
         return run_ssh(
             session,
             target,

@@ -134,7 +134,9 @@ class Person:
         )
 
 
-def grant_document(stack: Stack, *, minutes: int = 30, start_offset_s: int = -60) -> dict[str, Any]:
+def grant_document(
+    stack: Stack, *, minutes: int = 30, start_offset_s: int = -60, port: int = 22
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     return grant_policy(
         GrantScope(
@@ -143,7 +145,7 @@ def grant_document(stack: Stack, *, minutes: int = 30, start_offset_s: int = -60
             instance_id=stack.web.instance_id,
             endpoint_id=stack.endpoint_id,
             private_ip=stack.web.private_ip,
-            port=22,
+            port=port,
             os_user="ec2-user",
             starts_at=now + timedelta(seconds=start_offset_s),
             expires_at=now + timedelta(minutes=minutes),

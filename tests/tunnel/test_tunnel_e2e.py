@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,6 +15,9 @@ import asyncssh
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from access.grants.models import Grant
+from bot.blocks import access_commands
 
 from .conftest import Person, Stack, ca_path, grant_document, holding
 
@@ -34,6 +38,34 @@ def test_eice_ssh_runs_a_command_on_the_instance(stack: Stack) -> None:
             timeout=60,
         )
     assert (done.returncode, done.stdout, done.stderr) == (0, "web-1\n", "")
+
+
+def test_the_dms_eice_ssh_command_works_as_given_for_a_grant_on_another_port(stack: Stack) -> None:
+    """The requester pastes the DM's command: its region, port and OS user must be the grant's."""
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=30)
+    grant = Grant(
+        instance_id=stack.web.instance_id, os_user="ec2-user", endpoint_id=stack.endpoint_id,
+        region="us-east-1", private_ip=stack.web.private_ip, port=2222, expires_at=expires,
+    )  # fmt: skip
+    [command, *_aws_cli] = access_commands(grant, max_tunnel_s=1800)
+    assert command.startswith("eice ssh ") and "--port 2222" in command and "--region us-east-1" in command
+    ssh_server = stack.sandbox.targets[(stack.web.private_ip, 22)]
+    stack.sandbox.targets[(stack.web.private_ip, 2222)] = ssh_server  # the instance's sshd on 2222
+    try:
+        with holding(stack, "alice", grant_document(stack, port=2222)) as alice:
+            env = {k: v for k, v in alice.env(stack).items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+            pasted = subprocess.run(
+                [*EICE, *shlex.split(command)[1:], "--", "hostname"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            on_22 = subprocess.run(
+                [*EICE, *shlex.split(command.replace(" --port 2222", ""))[1:], "--", "hostname"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+    finally:
+        del stack.sandbox.targets[(stack.web.private_ip, 2222)]
+    assert (pasted.returncode, pasted.stdout, pasted.stderr) == (0, "web-1\n", "")
+    assert on_22.returncode != 0 and "AccessDenied" in on_22.stderr  # the grant is for 2222 only
 
 
 def test_eice_ssh_over_wss_with_the_sandbox_ca(stack: Stack) -> None:
