@@ -44,8 +44,21 @@ def to_json(results: Sequence[GrantAudit], out_of_band: Sequence[Connection] = (
     return json.dumps(document, indent=2, sort_keys=True)
 
 
-def to_csv(results: Sequence[GrantAudit]) -> str:
-    """One line per connection (a grant without any gets one line with empty event fields)."""
+def _event_fields(c: Connection) -> dict[str, object]:
+    return {
+        "event_time": c.at.isoformat(),
+        "event_name": c.event_name,
+        "source_ip": c.source_ip or "",
+        "user_agent": c.user_agent or "",
+        "allowed": c.allowed,
+        "error_code": c.error_code or "",
+        "flag": c.flag or "",
+    }
+
+
+def to_csv(results: Sequence[GrantAudit], out_of_band: Sequence[Connection] = ()) -> str:
+    """One line per connection (a grant without any gets one line with empty event fields);
+    then EICE use no grant explains, with empty grant fields and the flag `out_of_band`."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -62,20 +75,13 @@ def to_csv(results: Sequence[GrantAudit]) -> str:
             "break_glass": r.break_glass,
             "approvers": " ".join(r.approvers),
         }
-        connections: list[Connection | None] = list(r.connections) or [None]
-        for c in connections:
-            row = dict(base)
-            if c is not None:
-                row.update(
-                    event_time=c.at.isoformat(),
-                    event_name=c.event_name,
-                    source_ip=c.source_ip or "",
-                    user_agent=c.user_agent or "",
-                    allowed=c.allowed,
-                    error_code=c.error_code or "",
-                    flag=c.flag or "",
-                )
-            writer.writerow(row)
+        if not r.connections:
+            writer.writerow(base)
+        for c in r.connections:
+            writer.writerow({**base, **_event_fields(c)})
+    for c in out_of_band:
+        row = {"principal_arn": c.principal_arn or "", "instance_id": c.instance_id or ""}
+        writer.writerow({**row, **_event_fields(c), "flag": "out_of_band"})
     return buffer.getvalue()
 
 

@@ -84,7 +84,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(to_json(results, strays))
     elif args.format == "csv":
-        sys.stdout.write(to_csv(results))
+        sys.stdout.write(to_csv(results, strays))
     else:
         print(to_table(results, strays))
     return 0

@@ -49,7 +49,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_policy)
 
     p = subparsers.add_parser(
-        "tick", help="run the reaper and the reconciler once (what the Lambda schedule runs)"
+        "tick",
+        help="reap, reconcile and collect CloudTrail once (the Slack messages this queues are "
+        "delivered by the running bot)",
     )
     p.add_argument("--no-reconcile", action="store_true", help="only reap")
     p.set_defaults(func=cmd_tick)

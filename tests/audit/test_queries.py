@@ -93,6 +93,11 @@ def test_queries_by_instance_user_grant_and_since(estate) -> None:
 def test_cli_prints_table_json_and_csv(estate, capsys) -> None:
     url = ["--database-url", estate["db"].url]
     grant = estate["a1"].id
+    mallory = role_person("mallory")
+    with estate["db"].transaction() as session:  # EICE use on the same instance that no grant explains
+        stray = _event(estate["a1"], estate["t0"] - timedelta(minutes=5), n=9)
+        stray.principal_arn, stray.grant_id, stray.match = mallory.principal_arn, None, "out_of_band"
+        session.add(stray)
 
     assert main(["audit", *url, "--grant", grant, "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
@@ -102,6 +107,13 @@ def test_cli_prints_table_json_and_csv(estate, capsys) -> None:
     assert main(["audit", *url, "--instance", "i-0abc1234567890def", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {r["error_code"] for r in rows} == {"", "AccessDenied"}
+    [out_of_band] = [r for r in rows if r["flag"] == "out_of_band"]  # kept in every format
+    assert (out_of_band["grant_id"], out_of_band["principal_arn"]) == ("", mallory.principal_arn)
+    assert out_of_band["instance_id"] == "i-0abc1234567890def"
+    assert main(["audit", *url, "--instance", "i-0abc1234567890def", "--format", "json"]) == 0
+    assert [c["principal_arn"] for c in json.loads(capsys.readouterr().out)["out_of_band"]] == [
+        mallory.principal_arn
+    ]
 
     assert main(["audit", *url, "--user", "U0BOB", "--since", "1d"]) == 0
     assert "BREAK-GLASS" in capsys.readouterr().out
