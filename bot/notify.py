@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from access.access_requests.models import AccessRequest
 from access.access_requests.service import approvers_of
+from access.config.rules import Target, effective_rule
 from access.grants.flows import scope_of
 from access.grants.models import Grant
 from access.grants.policy import max_tunnel_duration_at
@@ -270,7 +271,7 @@ class Notifier:
 
     def _alert(self, note: Note, snap: Snapshot) -> After | None:
         config = self.rt.config
-        channel = config.defaults.audit_channel
+        channel = self._audit_channel(snap)
         if note.kind == "break_glass":
             channel = config.break_glass.channel or channel
         texts = {
@@ -298,6 +299,15 @@ class Notifier:
             self._thread(snap, text)
         return None
 
+    def _audit_channel(self, snap: Snapshot | None) -> str | None:
+        """The audit channel of the rule the request matched (a rule may name its own), else
+        the default one."""
+        request = snap.request if snap is not None else None
+        if request is None:
+            return self.rt.config.defaults.audit_channel
+        target = Target(request.instance_tags, request.region, request.account_id)
+        return effective_rule(self.rt.config, target).audit_channel
+
     def _post_alert(self, text: str, channel: str | None = None) -> None:
         """Post `text` in `channel` (default: the audit channel); only logged when there is none."""
         channel = channel or self.rt.config.defaults.audit_channel
@@ -314,7 +324,7 @@ class Notifier:
         text = activity.connection_notice(note.payload, note.grant_id)
         self._thread(snap, text)
         if note.payload.get("flag"):
-            self._post_alert(text)
+            self._post_alert(text, self._audit_channel(snap))
         return None
 
     def _out_of_band(self, note: Note, snap: Snapshot) -> After | None:

@@ -31,6 +31,7 @@ from sandbox.slack.server import SlackSandbox
 SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 APPROVALS = "C0APPROVALS"
 AUDIT = "C0AUDIT"
+DEV_AUDIT = "C0DEVAUDIT"  # the dev rule's own audit channel
 T = TypeVar("T")
 
 
@@ -64,6 +65,7 @@ approvals_required = 2
 name = "dev"
 match = {{ tags = {{ env = "dev" }} }}
 auto_approve = true
+audit_channel = "{DEV_AUDIT}"
 
 [principals]
 U0ALICE = "{roles["alice"]}"

@@ -16,7 +16,7 @@ from access.audit.service import chain_head
 from access.cli.main import main
 from bot.notify import Notifier
 from tests.audit.conftest import Person, role_person, tunnel_record
-from tests.bot.harness import AUDIT, World, eventually
+from tests.bot.harness import AUDIT, DEV_AUDIT, World, eventually
 from tests.bot.test_commands import dev_worker, live_grant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +30,11 @@ def person_for(w: World, role: str) -> Person:
     return Person(role, arn, person.identity)
 
 
-def audit_channel(w: World, *fragments: str) -> list[str]:
+def audit_channel(w: World, *fragments: str, channel: str = AUDIT) -> list[str]:
     return [
-        m.text for m in w.slack.messages(AUDIT) if m.thread_ts is None and all(f in m.text for f in fragments)
+        m.text
+        for m in w.slack.messages(channel)
+        if m.thread_ts is None and all(f in m.text for f in fragments)
     ]
 
 
@@ -63,9 +65,12 @@ def test_cloudtrail_activity_is_posted_where_people_look(world: World) -> None:
     assert f"{grant.private_ip}:3389" in refused and "AccessDenied" in refused
     assert "outside what the grant allows" in refused and grant.id in refused
     # The refusal deserves a second look: the audit channel has it too; the tunnel that was
-    # allowed does not go there.
-    eventually(lambda: audit_channel(world, "refused (", f"{grant.private_ip}:3389", grant.id))
-    assert audit_channel(world, "opened a tunnel", grant.id) == []
+    # allowed does not go there. EICE use no grant explains goes to the default audit channel.
+    # The dev rule names its own audit channel: the grant's alerts go there, not to the default.
+    refusal = ("refused (", f"{grant.private_ip}:3389", grant.id)
+    eventually(lambda: audit_channel(world, *refusal, channel=DEV_AUDIT))
+    assert audit_channel(world, *refusal) == []
+    assert audit_channel(world, "opened a tunnel", grant.id, channel=DEV_AUDIT) == []
     stray = eventually(lambda: audit_channel(world, "EICE use no grant explains", mallory.principal_arn))
     assert opened in stray[0] and dev.instance_id in stray[0]
 
