@@ -150,15 +150,29 @@ def serve_http(service: Service, *, host: str, port: int, threads: int = 16) -> 
         service.stop()
 
 
-def serve_socket(service: Service) -> None:
-    """Socket Mode through Bolt's built-in (sync) adapter; blocks until interrupted."""
+def serve_socket(service: Service, *, host: str, port: int) -> None:
+    """Socket Mode through Bolt's built-in (sync) adapter, with `/healthz` and `/metrics` on
+    `host:port`; blocks until SIGTERM or SIGINT, then stops as `serve_http` does."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from waitress.server import create_server
 
     token = service.settings.slack_app_token
     if token is None:
         raise ConfigError("SLACK_APP_TOKEN is not set; use --http for HTTP mode")
     freeze_startup_heap()
+    probe = EiceWsgiApp(service.app, service.health, service.metrics, slack_events=False)
+    server: Any = create_server(probe, host=host, port=port, threads=2, ident="eice")
+    threading.Thread(target=server.run, name="eice-health", daemon=True).start()
+    log.info("eice health and metrics on http://%s:%s/healthz and /metrics", host, server.effective_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    handler = SocketModeHandler(service.app, token.get_secret_value())
     try:
-        SocketModeHandler(service.app, token.get_secret_value()).start()
+        handler.connect()
+        log.info("eice connected to Slack in Socket Mode")
+        stop.wait()
     finally:
+        handler.close()
+        server.close()
         service.stop()

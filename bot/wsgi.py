@@ -63,16 +63,21 @@ class EiceWsgiApp:
         app: the Bolt app.
         health: the `/healthz` probe.
         metrics: the process's metrics.
+        slack_events: serve `POST /slack/events` (not in Socket Mode, where Slack's events
+            arrive over the socket and this app serves only `/healthz` and `/metrics`).
     """
 
-    def __init__(self, app: App, health: HealthProbe, metrics: BotMetrics) -> None:
+    def __init__(
+        self, app: App, health: HealthProbe, metrics: BotMetrics, *, slack_events: bool = True
+    ) -> None:
         self.bolt = SlackRequestHandler(app)
         self.health = health
         self.metrics = metrics
+        self.slack_events = slack_events
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
-        if path == "/slack/events" and method == "POST":
+        if path == "/slack/events" and method == "POST" and self.slack_events:
             return self._slack(environ, start_response)
         if path == "/healthz" and method == "GET":
             ok, report = self.health.check()

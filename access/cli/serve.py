@@ -12,12 +12,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "serve",
         help="run the Slack bot with its scheduler (Socket Mode, or HTTP with --http)",
-        description="Socket Mode when SLACK_APP_TOKEN is set and --http is not given; otherwise "
-        "HTTP on waitress: POST /slack/events, GET /healthz, GET /metrics.",
+        description="Socket Mode when SLACK_APP_TOKEN is set and --http is not given (GET /healthz "
+        "and GET /metrics on --host:--port); otherwise HTTP on waitress: POST /slack/events, "
+        "GET /healthz, GET /metrics.",
     )
     p.add_argument("--http", action="store_true", help="serve HTTP instead of Socket Mode")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--port", type=int, default=3000, help="HTTP port (in Socket Mode: health and metrics)")
     p.add_argument("--threads", type=int, default=16, help="waitress worker threads")
     p.add_argument(
         "--command-workers",
@@ -56,5 +57,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.http or settings.slack_app_token is None:
         serve_http(service, host=args.host, port=args.port, threads=args.threads)
     else:
-        serve_socket(service)
+        serve_socket(service, host=args.host, port=args.port)
     return 0

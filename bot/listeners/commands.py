@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -248,11 +249,12 @@ def run_link(inv: Invocation, cmd: LinkCommand) -> None:
     inv.say(f"<@{cmd.user_id}> now acts as `{cmd.principal_arn}`.")
 
 
-def parse_doctor(words: list[str]) -> tuple[str, int, str | None]:
-    """`/eice doctor <instance> [--port N] [--user NAME]` (pure; runs before the ack)."""
+def parse_doctor(words: list[str]) -> tuple[str, int | None, str | None]:
+    """`/eice doctor <instance> [--port N] [--user NAME]` (pure; runs before the ack). Port and
+    user default to what a request for the instance would get (its rule's)."""
     if not words:
         raise UsageError("usage: `/eice doctor <instance-id | Name> [--port N] [--user NAME]`")
-    ref, port, user = words[0], 22, None
+    ref, port, user = words[0], None, None
     rest = words[1:]
     while rest:
         flag = rest.pop(0)
@@ -271,7 +273,8 @@ def parse_doctor(words: list[str]) -> tuple[str, int, str | None]:
     return ref, port, user
 
 
-def run_doctor(inv: Invocation, cmd: tuple[str, int, str | None]) -> None:
+def run_doctor(inv: Invocation, cmd: tuple[str, int | None, str | None]) -> None:
+    from access.aws.ec2 import find_instance
     from access.config.rules import Target, effective_rule
     from access.preflight import run_preflight
     from access.principals.service import resolve_principal
@@ -279,25 +282,30 @@ def run_doctor(inv: Invocation, cmd: tuple[str, int, str | None]) -> None:
 
     rt = inv.bot.rt
     ref, port, user = cmd
+    # Check what a request would get: the instance's rule (port, OS user, overshoot) and the
+    # requester's principal in the instance's account. An instance that cannot be found is
+    # the pre-flight's to report.
+    target, account = Target({}, "", ""), ""
+    with contextlib.suppress(Exception):
+        instance = find_instance(rt.clients, rt.regions, ref)
+        target, account = Target(instance.tags, instance.region, instance.account_id), instance.account_id
+    rule = effective_rule(rt.config, target)
     principal = None
-    profile = inv.bot.directory.profile(inv.user_id)
-    try:
-        with rt.db.transaction() as session:
+    if account:
+        profile = inv.bot.directory.profile(inv.user_id)
+        with contextlib.suppress(Exception), rt.db.transaction() as session:
             principal = resolve_principal(
-                session, rt.config, user_id=inv.user_id, email=profile.email, account_id=""
+                session, rt.config, user_id=inv.user_id, email=profile.email, account_id=account
             )
-    except Exception:
-        principal = None
-    overshoot = int(effective_rule(rt.config, Target({}, "", "")).max_tunnel_overshoot.total_seconds())
     report = run_preflight(
         rt.clients,
         rt.regions,
         ref,
-        port=port,
-        os_user=user or rt.config.defaults.os_user,
+        port=port or rule.port,
+        os_user=user or rule.os_user,
         principal_arn=principal,
         iam=rt.iam,
-        overshoot_s=overshoot,
+        overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
     )
     inv.say(preflight_text(report.to_dict()))
 

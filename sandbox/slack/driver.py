@@ -93,8 +93,22 @@ class SlackDriver:
     def command(
         self, user_id: str, text: str, *, command: str = "/eice", channel_id: str = "C0GENERAL"
     ) -> DriverResponse:
-        """Type a slash command in a channel."""
-        form = {
+        """Type a slash command in a channel (delivered over HTTP, signed)."""
+        form = self.command_payload(user_id, text, command=command, channel_id=channel_id)
+        return self._post_form(urlencode(form).encode())
+
+    def command_over_socket(
+        self, user_id: str, text: str, *, command: str = "/eice", channel_id: str = "C0GENERAL"
+    ) -> dict[str, Any]:
+        """Type a slash command, delivered to a bot in Socket Mode; returns its ack envelope."""
+        payload = self.command_payload(user_id, text, command=command, channel_id=channel_id)
+        return self.slack.socket.send("slash_commands", payload)
+
+    def command_payload(
+        self, user_id: str, text: str, *, command: str = "/eice", channel_id: str = "C0GENERAL"
+    ) -> dict[str, str]:
+        """The fields Slack sends for a slash command (a form over HTTP, JSON over a socket)."""
+        return {
             "token": VERIFICATION_TOKEN,
             "team_id": self.team_id,
             "team_domain": "sandbox",
@@ -109,7 +123,6 @@ class SlackDriver:
             "response_url": self.slack.response_url_for(user_id=user_id, channel_id=channel_id),
             "trigger_id": _trigger_id(),
         }
-        return self._post_form(urlencode(form).encode())
 
     def click(
         self,

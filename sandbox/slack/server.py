@@ -23,8 +23,10 @@ from sandbox.slack.http_handler import SlackHTTPServer, handler_for
 from sandbox.slack.methods import METHODS, run_method
 from sandbox.slack.params import error_body
 from sandbox.slack.response_urls import ResponseUrl, ResponseUrls
+from sandbox.slack.socket_mode import SocketModeServer
 
 DEFAULT_TOKEN = "xoxb-sandbox"
+DEFAULT_APP_TOKEN = "xapp-1-sandbox"  # the app-level token Socket Mode connects with
 
 DEFAULT_USERS: list[dict[str, Any]] = [
     {"id": f"U0{name.upper()}", "name": name, "email": f"{name}@example.com"}
@@ -78,6 +80,8 @@ class SlackSandbox(ResponseUrls, CallRecorder):
         self._httpd: SlackHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.app_token = DEFAULT_APP_TOKEN
+        self.socket = SocketModeServer(host)
 
     # lifecycle
 
@@ -90,11 +94,13 @@ class SlackSandbox(ResponseUrls, CallRecorder):
         self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="slack-sandbox")
         self._thread.daemon = True
         self._thread.start()
+        self.socket.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port (hung fault responses are woken up)."""
         self._stopping.set()
+        self.socket.stop()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -120,6 +126,12 @@ class SlackSandbox(ResponseUrls, CallRecorder):
         token = bearer or params.get("token")
         if not token:
             result: tuple[int, Any, dict[str, str]] = (200, error_body("not_authed"), {})
+        elif method == "apps.connections.open":  # the one method that takes the app-level token
+            if token == self.app_token:
+                result = (200, {"ok": True, "url": self.socket.url}, {})
+            else:
+                error = "not_allowed_token_type" if token.startswith("xoxb-") else "invalid_auth"
+                result = (200, error_body(error), {})
         elif token != self.token:
             result = (200, error_body("invalid_auth"), {})
         else:

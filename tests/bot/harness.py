@@ -55,6 +55,7 @@ approvals_required = 1
 name = "db"
 match = {{ tags = {{ Name = "db-1" }} }}
 approvals_required = 1
+os_user = "postgres"
 
 [[rules]]
 name = "prod"

@@ -69,9 +69,9 @@ def test_failing_preflight_is_on_the_card_and_told_to_the_requester(world: World
 
 
 def test_healthy_preflight_says_reachable_on_the_card(world: World) -> None:
-    db = world.estate.instance("db-1")
+    db = world.estate.instance("web-1")
     seen = len(world.slack.ephemerals("U0ALICE"))
-    world.driver.command("U0ALICE", "request db-1 15m healthy card")
+    world.driver.command("U0ALICE", "request web-1 15m healthy card")
     request = eventually(
         lambda: world.request_row(requester_id="U0ALICE", instance_id=db.instance_id, status="pending")
     )
@@ -79,3 +79,21 @@ def test_healthy_preflight_says_reachable_on_the_card(world: World) -> None:
     assert "*Pre-flight:* ✅ reachable" in str(card.blocks)
     eventually(lambda: [e for e in world.slack.ephemerals("U0ALICE")[seen:] if request.id in e["text"]])
     assert [e for e in world.slack.ephemerals("U0ALICE")[seen:] if "Pre-flight" in e["text"]] == []
+
+
+def test_doctor_checks_what_a_request_for_the_instance_would_get(world: World) -> None:
+    def doctor(text: str) -> str:
+        seen = len(world.slack.ephemerals("U0ALICE"))
+        world.driver.command("U0ALICE", text)
+        found = eventually(
+            lambda: [e for e in world.slack.ephemerals("U0ALICE")[seen:] if "Pre-flight for" in e["text"]]
+        )
+        return str(found[0]["text"])
+
+    db = world.estate.instance("db-1")
+    answer = doctor("doctor db-1")
+    # The db rule's OS user, not the default one (the AMI check then has a word to say about
+    # it); alice's role checked for room in the instance's account.
+    assert f"*Pre-flight for `{db.instance_id}`*" in answer and "port 22, user `postgres`" in answer
+    assert "logs in as 'ec2-user', not 'postgres'" in answer and "*policy-budget*" in answer
+    assert "port 2222, user `admin`" in doctor("doctor db-1 --port 2222 --user admin")  # flags still win
