@@ -55,14 +55,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def tick_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The EventBridge `rate(1 minute)` tick: reaper, reconciler, collector, the chain head
-    once per `EICE_CHAIN_WITNESS_INTERVAL_S`, then the outbox."""
-    from access.audit.collector import chain_witness, witness_due
-    from access.scheduler.tick import tick
+    """The EventBridge `rate(1 minute)` tick: reaper and collector; the reconciler once per
+    `EICE_RECONCILER_INTERVAL_S` and the chain head once per `EICE_CHAIN_WITNESS_INTERVAL_S`
+    (as `eice serve` runs them); then the outbox."""
+    from access.audit.collector import chain_witness
+    from access.scheduler.tick import due_this_tick, tick
 
     lam = _bot()
-    result = tick(lam.rt)
-    if witness_due(lam.rt.clock.now(), lam.settings.eice_chain_witness_interval_s, TICK_S):
+    now, settings = lam.rt.clock.now(), lam.settings
+    result = tick(lam.rt, reconcile_too=due_this_tick(now, settings.eice_reconciler_interval_s, TICK_S))
+    if due_this_tick(now, settings.eice_chain_witness_interval_s, TICK_S):
         result["chain_head"] = chain_witness(lam.rt)
     result["outbox_sent"] = lam.bot.dispatcher.drain()
     return result

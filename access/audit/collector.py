@@ -48,7 +48,6 @@ __all__ = [
     "chain_witness",
     "collector_tick",
     "limiter_for",
-    "witness_due",
 ]
 
 log = logging.getLogger(__name__)
@@ -203,12 +202,6 @@ def collector_tick(rt: Runtime, collector: CloudTrailCollector | None = None) ->
     """The scheduler's collector job: one poll; returns its report as a dict."""
     report = (collector or CloudTrailCollector(rt)).poll()
     return json.loads(json.dumps(report.__dict__))
-
-
-def witness_due(now: datetime, every_s: float, tick_s: float) -> bool:
-    """On a schedule that ticks every `tick_s` (Lambda's `rate(1 minute)`), whether this tick
-    is the one of each `every_s` that queues the chain head (a missed tick skips one)."""
-    return now.timestamp() % every_s < tick_s
 
 
 def chain_witness(rt: Runtime) -> dict[str, Any]:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from access.runtime import Runtime
 from access.scheduler.reaper import reap
 from access.scheduler.reconciler import reconcile
+
+
+def due_this_tick(now: datetime, every_s: float, tick_s: float) -> bool:
+    """On a schedule that ticks every `tick_s` (Lambda's `rate(1 minute)`), whether this tick
+    is the one of each `every_s` that does work wanted that often (a missed tick skips one)."""
+    return now.timestamp() % every_s < tick_s
 
 
 def tick(rt: Runtime, *, reconcile_too: bool = True, collect: bool = True) -> dict[str, Any]:

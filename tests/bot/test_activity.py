@@ -11,9 +11,10 @@ from pathlib import Path
 
 from slack_sdk import WebClient
 
-from access.audit.collector import chain_witness, collector_tick, witness_due
+from access.audit.collector import chain_witness, collector_tick
 from access.audit.service import chain_head
 from access.cli.main import main
+from access.scheduler.tick import due_this_tick
 from bot.notify import Notifier
 from tests.audit.conftest import Person, role_person, tunnel_record
 from tests.bot.harness import AUDIT, DEV_AUDIT, World, eventually
@@ -108,8 +109,10 @@ def test_every_kind_the_domain_queues_has_a_renderer(world: World) -> None:
     assert kinds - set(notifier.handlers) == set()
 
 
-def test_the_lambda_tick_queues_the_chain_head_once_per_interval() -> None:
+def test_a_one_minute_tick_does_hourly_work_once_an_hour() -> None:
     hour = 3600.0
     top = datetime(2026, 11, 29, 4, 0, 0, tzinfo=UTC)
-    due = [witness_due(top + timedelta(minutes=m, seconds=7), hour, 60.0) for m in range(0, 180)]
+    due = [due_this_tick(top + timedelta(minutes=m, seconds=7), hour, 60.0) for m in range(0, 180)]
     assert due.count(True) == 3 and due[0] and due[60] and due[120]
+    every_5 = [due_this_tick(top + timedelta(minutes=m, seconds=7), 300.0, 60.0) for m in range(0, 60)]
+    assert every_5.count(True) == 12

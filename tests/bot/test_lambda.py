@@ -64,6 +64,7 @@ def lambda_env(
     env = bot_env(sqlite_world.aws, sqlite_world.slack, db_url, config)
     env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{server.server_address[1]}"
     env["EICE_CHAIN_WITNESS_INTERVAL_S"] = "60"  # every one-minute tick is the witnessing one
+    env["EICE_RECONCILER_INTERVAL_S"] = "60"  # ...and the reconciling one
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -163,7 +164,7 @@ def test_lambda_v1_request_then_v2_revoke(sqlite_world: World, lambda_env: _Invo
     assert f"eice-grant-{grant.id}" not in w.policies("carol")
 
     tick = lambda_handler.tick_handler({}, ctx)
-    assert "reaper" in tick and "outbox_sent" in tick
+    assert {"reaper", "reconciler", "cloudtrail", "outbox_sent"} <= set(tick)
     # The chain head was queued and, in the same tick, posted to the audit channel.
     head = tick["chain_head"]["hash"]
     assert [m for m in w.slack.messages(AUDIT) if "Audit chain head" in m.text and head in m.text]
