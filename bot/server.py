@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,6 +152,24 @@ def serve_http(service: Service, *, host: str, port: int, threads: int = 16) -> 
         service.stop()
 
 
+SOCKET_KINDS = {"slash_commands": "command", "interactive": "interaction", "events_api": "event"}
+
+
+def _measured(handler: Any, metrics: BotMetrics) -> Callable[[Any, Any], None]:
+    """Bolt's Socket Mode listener, counting each envelope and timing its ack as the HTTP path
+    does (`eice_slack_requests`, `eice_ack_seconds`)."""
+    from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+
+    def handle(client: Any, req: Any) -> None:
+        started = time.perf_counter()
+        response = run_bolt_app(handler.app, req)
+        send_response(client, req, response, time.time())
+        metrics.requests.labels(kind=SOCKET_KINDS.get(req.type, "other"), status=str(response.status)).inc()
+        metrics.ack_seconds.observe(time.perf_counter() - started)
+
+    return handle
+
+
 def serve_socket(service: Service, *, host: str, port: int) -> None:
     """Socket Mode through Bolt's built-in (sync) adapter, with `/healthz` and `/metrics` on
     `host:port`; blocks until SIGTERM or SIGINT, then stops as `serve_http` does."""
@@ -168,6 +188,7 @@ def serve_socket(service: Service, *, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     handler = SocketModeHandler(service.app, token.get_secret_value())
+    handler.client.socket_mode_request_listeners[:] = [_measured(handler, service.metrics)]
     try:
         handler.connect()
         log.info("eice connected to Slack in Socket Mode")

@@ -57,6 +57,7 @@ class SocketModeServer:
         connection.send(json.dumps(hello))
         with self._arrived:
             self.connections.append(connection)
+            self._arrived.notify_all()
         try:
             for message in connection:
                 try:

@@ -64,7 +64,10 @@ def test_socket_mode_serves_commands_health_and_metrics(
         eventually(lambda: [m for m in slack.dms("U0CAROL") if grant.id in str(m.blocks)])
 
         metrics = requests.get(url + "/metrics", timeout=5)
-        assert metrics.status_code == 200 and "# TYPE" in metrics.text
+        assert metrics.status_code == 200
+        # the command was counted and its ack timed, as over HTTP
+        assert 'eice_slack_requests_total{kind="command",status="200"} 1.0' in metrics.text
+        assert "eice_ack_seconds_count 1.0" in metrics.text
         # Slack's events come over the socket: there is no HTTP events endpoint to reach.
         assert requests.post(url + "/slack/events", data=b"{}", timeout=5).status_code == 404
     finally:
