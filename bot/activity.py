@@ -72,11 +72,24 @@ def connection_notice(payload: dict[str, Any], grant_id: str | None) -> str:
     return text
 
 
+SHOWN_STRAYS = 10  # lines of one out-of-band alert; the rest are counted
+
+
 def out_of_band_notice(payload: dict[str, Any]) -> str:
-    """EICE use that no grant of this bot explains, for the audit channel."""
-    _emoji, sentence = _outcome(payload, _code(payload.get("principal_arn") or "unknown principal"))
-    instance = f" (instance {_code(payload['instance_id'])})" if payload.get("instance_id") else ""
-    return f":mag: EICE use no grant explains: {sentence}{instance}{_when_and_where(payload)}"
+    """EICE use that no grant of this bot explains (one collector page of it), for the audit
+    channel: a line per event, the first `SHOWN_STRAYS` of them."""
+    events = payload.get("events")
+    if not isinstance(events, list):
+        events = [payload]  # a note queued one event at a time
+    lines = []
+    for event in events[:SHOWN_STRAYS]:
+        _emoji, sentence = _outcome(event, _code(event.get("principal_arn") or "unknown principal"))
+        instance = f" (instance {_code(event['instance_id'])})" if event.get("instance_id") else ""
+        lines.append(f"• {sentence}{instance}{_when_and_where(event)}")
+    if len(events) > SHOWN_STRAYS:
+        lines.append(f"… and {len(events) - SHOWN_STRAYS} more: `eice audit --since 1d` lists them all")
+    count = "1 call" if len(events) == 1 else f"{len(events)} calls"
+    return f":mag: EICE use no grant explains ({count}):\n" + "\n".join(lines)
 
 
 def chain_head_notice(payload: dict[str, Any]) -> str:

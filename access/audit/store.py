@@ -71,8 +71,13 @@ def store_page(
     eice = [e for e in fresh.values() if e.event_source == EICE_SOURCE]
     iam = [e for e in fresh.values() if e.event_source == IAM_SOURCE and e.event_name in POLICY_EVENTS]
     grants = _candidate_grants(session, eice, grace)
-    for event in sorted(eice, key=lambda e: (e.event_time, e.event_id)):
-        _store_eice(session, event, grants, now, grace, report)
+    strays = [
+        stray
+        for event in sorted(eice, key=lambda e: (e.event_time, e.event_id))
+        if (stray := _store_eice(session, event, grants, now, grace, report)) is not None
+    ]
+    if strays:  # one alert per page, not one per event: a burst must not flood the channel
+        enqueue(session, "audit.out_of_band", now=now, payload={"events": strays})
     if iam:
         _store_iam(session, iam, now, report, deployment)
     report.new += len(eice) + len(iam)
@@ -104,7 +109,8 @@ def _store_eice(
     now: datetime,
     grace: timedelta,
     report: PollReport,
-) -> None:
+) -> dict[str, Any] | None:
+    """Store one EICE event; returns its detail when no grant explains it (to be announced)."""
     found = match_grant(event, grants, grace=grace)
     grant, flag = found if found else (None, None)
     if grant is None and event.instance_id is None and event.private_ip:
@@ -134,7 +140,7 @@ def _store_eice(
             grant_id=grant.id,
             payload=dict(detail, kind=kind, requester_id=grant.requester_id),
         )
-        return
+        return None
     report.out_of_band += 1
     record(
         session,
@@ -144,7 +150,7 @@ def _store_eice(
         instance_id=event.instance_id,
         detail=detail,
     )
-    enqueue(session, "audit.out_of_band", now=now, payload=detail)
+    return detail
 
 
 def _store_iam(

@@ -15,6 +15,7 @@ from access.audit.collector import chain_witness, collector_tick
 from access.audit.service import chain_head
 from access.cli.main import main
 from access.scheduler.tick import due_this_tick
+from bot.activity import out_of_band_notice
 from bot.notify import Notifier
 from tests.audit.conftest import Person, role_person, tunnel_record
 from tests.bot.harness import AUDIT, DEV_AUDIT, World, eventually
@@ -116,3 +117,17 @@ def test_a_one_minute_tick_does_hourly_work_once_an_hour() -> None:
     assert due.count(True) == 3 and due[0] and due[60] and due[120]
     every_5 = [due_this_tick(top + timedelta(minutes=m, seconds=7), 300.0, 60.0) for m in range(0, 60)]
     assert every_5.count(True) == 12
+
+
+def test_a_burst_of_eice_use_no_grant_explains_is_one_alert() -> None:
+    events = [
+        {"event_name": "OpenTunnel", "principal_arn": f"arn:aws:iam::123456789012:role/r{i}",
+         "private_ip": "10.0.1.4", "port": 22, "endpoint_id": "eice-0123456789abcdef0",
+         "event_time": "2026-11-29T04:00:00Z", "source_ip": "203.0.113.7"}
+        for i in range(25)
+    ]  # fmt: skip
+    text = out_of_band_notice({"events": events})
+    assert text.startswith(":mag: EICE use no grant explains (25 calls):")
+    assert text.count("\n• ") == 10 and "role/r9" in text and "role/r10" not in text
+    assert text.endswith("… and 15 more: `eice audit --since 1d` lists them all")
+    assert "(1 call)" in out_of_band_notice({"events": events[:1]})
