@@ -112,7 +112,7 @@ def _prepare(rt: Runtime, inp: RequestInput) -> PreparedRequest:
     scope = build_scope_for(instance, endpoint, port, os_user, now, now + duration, rule, owner)
     used = rt.iam.inline_size_used(principal, excluding=inp.replaces_policy)
     check_policy_fits(grant_policy(scope), principal, used=used)
-    report = _preflight(rt, instance.instance_id, instance.region, port, os_user, principal, rule)
+    report = _preflight(rt, instance.instance_id, instance.region, port, os_user, principal, rule, used)
     return PreparedRequest(inp, instance, endpoint, rule, principal, duration, port, os_user, report)
 
 
@@ -124,6 +124,7 @@ def _preflight(
     os_user: str,
     principal: str,
     rule: EffectiveRule,
+    inline_used: int,
 ) -> dict[str, Any] | None:
     """The reachability check shown on the approval card; never blocks the request itself."""
     from access.preflight import run_preflight
@@ -137,6 +138,7 @@ def _preflight(
             os_user=os_user,
             principal_arn=principal,
             iam=rt.iam,
+            inline_used=inline_used,
             overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
         )
     except Exception as exc:

@@ -68,6 +68,7 @@ def run_preflight(
     os_user: str = "ec2-user",
     principal_arn: str | None = None,
     iam: IamPolicies | None = None,
+    inline_used: int | None = None,
     overshoot_s: int = 300,
     now: datetime | None = None,
 ) -> PreflightReport:
@@ -81,6 +82,8 @@ def run_preflight(
         os_user: the login user SendSSHPublicKey will be scoped to.
         principal_arn: the requester's IAM role or user, whose inline-policy budget is checked.
         iam: inline-policy adapter (defaults to one over `clients`).
+        inline_used: the principal's inline-policy characters, when the caller has just
+            measured them (else they are read from IAM).
         overshoot_s: the grant's tunnel overshoot (`max_tunnel_overshoot`), which sets how
             many slices, and so how many characters, a grant policy has.
         now: when the check ran (defaults to the system clock).
@@ -102,6 +105,7 @@ def run_preflight(
             instance_ref,
             principal_arn=principal_arn,
             iam=iam or IamPolicies(clients),
+            inline_used=inline_used,
         )
     except NotFound as exc:
         return PreflightReport(

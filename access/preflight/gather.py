@@ -89,6 +89,7 @@ def gather(
     *,
     principal_arn: str | None,
     iam: IamPolicies,
+    inline_used: int | None = None,
 ) -> Facts:
     """Ask AWS everything the checks need (NotFound/InvalidInput/Ambiguous from find_instance)."""
     instance = find_instance(clients, regions, instance_ref)
@@ -110,7 +111,8 @@ def gather(
         )
     if principal_arn:
         if iam.exists(principal_arn):
-            facts.principal = PrincipalFacts(principal_arn, True, iam.inline_size_used(principal_arn))
+            used = iam.inline_size_used(principal_arn) if inline_used is None else inline_used
+            facts.principal = PrincipalFacts(principal_arn, True, used)
         else:
             facts.principal = PrincipalFacts(principal_arn, False)
     return facts

@@ -118,5 +118,8 @@ def test_a_grant_that_would_not_fit_beside_the_roles_other_policies_is_refused_b
         assert aws.faults.counts["iam:PutRolePolicy"] == puts
     finally:
         rt.iam.delete(alice, "team-s3-denies")
-    # With the room back, the same request goes to the approvers.
+    # With the room back, the same request goes to the approvers; the role's policies were
+    # read once for the size check and the pre-flight together.
+    lists = aws.faults.counts["iam:ListRolePolicies"]
     assert submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "1h")).request.status == "pending"
+    assert aws.faults.counts["iam:ListRolePolicies"] - lists == 1
