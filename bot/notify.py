@@ -17,9 +17,9 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from access.access_requests.flows import current_rule
 from access.access_requests.models import AccessRequest
 from access.access_requests.service import approvers_of
-from access.config.rules import Target, effective_rule
 from access.grants.flows import scope_of
 from access.grants.models import Grant
 from access.grants.policy import max_tunnel_duration_at
@@ -300,17 +300,15 @@ class Notifier:
         return None
 
     def _audit_channel(self, snap: Snapshot | None) -> str | None:
-        """The audit channel of the rule the request matched (a rule may name its own), else
-        the default one."""
+        """The audit channel of the rule the request matched (a rule may name its own; the
+        rule falls back to the default one), or the default one when there is no request."""
         request = snap.request if snap is not None else None
         if request is None:
             return self.rt.config.defaults.audit_channel
-        target = Target(request.instance_tags, request.region, request.account_id)
-        return effective_rule(self.rt.config, target).audit_channel
+        return current_rule(self.rt, request).audit_channel
 
-    def _post_alert(self, text: str, channel: str | None = None) -> None:
-        """Post `text` in `channel` (default: the audit channel); only logged when there is none."""
-        channel = channel or self.rt.config.defaults.audit_channel
+    def _post_alert(self, text: str, channel: str | None) -> None:
+        """Post `text` in `channel`; only logged when no channel is configured."""
         if channel is None:
             log.warning("no audit channel configured: %s", text)
             return
@@ -329,12 +327,12 @@ class Notifier:
 
     def _out_of_band(self, note: Note, snap: Snapshot) -> After | None:
         """EICE use that no grant explains: the audit channel."""
-        self._post_alert(activity.out_of_band_notice(note.payload))
+        self._post_alert(activity.out_of_band_notice(note.payload), self._audit_channel(None))
         return None
 
     def _chain_head(self, note: Note, snap: Snapshot) -> After | None:
         """The audit chain's head, posted outside the database as a witness."""
-        self._post_alert(activity.chain_head_notice(note.payload))
+        self._post_alert(activity.chain_head_notice(note.payload), self._audit_channel(None))
         return None
 
 
