@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -152,6 +153,16 @@ def grant_document(
             allow_describe=True,
         )
     )
+
+
+def open_tunnels_settled(stack: Stack, timeout_s: float = 5.0) -> int:
+    """Tunnels still open through the endpoint once closing has settled: a client sees the
+    close frame a moment before the stand-in's side of the connection ends and gives the
+    slot back, so wait (up to `timeout_s`) for the count to reach 0."""
+    deadline = time.monotonic() + timeout_s
+    while stack.tunnels.open_tunnels(stack.endpoint_id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return stack.tunnels.open_tunnels(stack.endpoint_id)
 
 
 @contextmanager

@@ -10,7 +10,15 @@ import socket
 from access.tunnel.client import TunnelSettings, carry, open_tunnel
 from access.tunnel.local import HIGH_WATER, LocalConnection
 
-from .conftest import Stack, echo_instead_of_ssh, grant_document, holding, local_end, recv_exactly
+from .conftest import (
+    Stack,
+    echo_instead_of_ssh,
+    grant_document,
+    holding,
+    local_end,
+    open_tunnels_settled,
+    recv_exactly,
+)
 
 
 def test_bytes_sent_before_the_tunnel_opens_go_through_first(stack: Stack) -> None:
@@ -52,7 +60,7 @@ def test_local_eof_closes_the_tunnel_cleanly_and_frees_its_slot(stack: Stack) ->
     assert code == 1000
     assert received.startswith(b"SSH-2.0-")
     assert open_while_carrying == 1
-    assert stack.tunnels.open_tunnels(stack.endpoint_id) == 0
+    assert open_tunnels_settled(stack) == 0
 
 
 def test_a_local_peer_that_does_not_read_pauses_the_tunnel_and_loses_nothing(stack: Stack) -> None:
@@ -94,4 +102,4 @@ def test_a_local_peer_that_goes_away_ends_the_tunnel_without_error(stack: Stack)
     with holding(stack, "alice", grant_document(stack)) as alice:
         code = asyncio.run(run(alice.settings(stack, max_s=600)))
     assert code == 1000
-    assert stack.tunnels.open_tunnels(stack.endpoint_id) == 0
+    assert open_tunnels_settled(stack) == 0

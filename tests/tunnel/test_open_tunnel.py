@@ -22,7 +22,16 @@ from access.tunnel.client import TunnelSettings, open_tunnel
 from access.tunnel.errors import TunnelClosed, TunnelError, TunnelRefused
 from access.tunnel.presign import presign_open_tunnel_url
 
-from .conftest import Person, Stack, echo_instead_of_ssh, grant_document, holding, local_end, recv_exactly
+from .conftest import (
+    Person,
+    Stack,
+    echo_instead_of_ssh,
+    grant_document,
+    holding,
+    local_end,
+    open_tunnels_settled,
+    recv_exactly,
+)
 
 
 async def _banner(settings: TunnelSettings) -> bytes:
@@ -158,12 +167,7 @@ def test_the_21st_concurrent_tunnel_through_an_endpoint_is_refused(stack: Stack)
     assert refused is not None and refused.status == 429
     assert refused.code == "ServiceQuotaExceededException"
     assert reopened
-    # The client sees the close frame a moment before the stand-in's side of the TCP
-    # connection ends and gives the slot back: allow that moment, no more.
-    deadline = time.monotonic() + 5
-    while stack.tunnels.open_tunnels(stack.endpoint_id) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert stack.tunnels.open_tunnels(stack.endpoint_id) == 0
+    assert open_tunnels_settled(stack) == 0
 
 
 def test_every_attempt_is_recorded_with_principal_parameters_and_error(stack: Stack) -> None:
