@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     eice_revoke_workers: int = Field(default=8, ge=1, le=64)
     eice_command_workers: int = Field(default=2, ge=0, le=32)
     eice_command_worker_priority: Literal["idle", "nice"] = "idle"
+    eice_inbox_dir: str | None = None  # default $XDG_STATE_HOME/eice/inbox (bot.inbox)
     eice_log_level: str = "INFO"
 
     def __repr__(self) -> str:  # SecretStr already masks; keep the repr short too

@@ -14,6 +14,7 @@ from bot.outbox import OutboxDispatcher
 from bot.router import Router
 
 if TYPE_CHECKING:
+    from bot.inbox import Inbox
     from bot.workers import CommandWorkers
 
 
@@ -22,7 +23,8 @@ class Bot:
     """The runtime plus the Slack-side services: directory, outbox dispatcher, router, metrics.
 
     `workers`, when set, runs `/eice` commands after their ack in worker processes
-    (`eice serve`); without it they run as Bolt lazy listeners in this process.
+    (`eice serve`); without it they run as Bolt lazy listeners in this process. `inbox`,
+    when set, keeps acked commands and decision clicks until their work is over.
     """
 
     rt: Runtime
@@ -32,6 +34,7 @@ class Bot:
     router: Router
     metrics: BotMetrics
     workers: CommandWorkers | None = None
+    inbox: Inbox | None = None
 
     @classmethod
     def create(
@@ -41,6 +44,7 @@ class Bot:
         *,
         metrics: BotMetrics | None = None,
         workers: CommandWorkers | None = None,
+        inbox: Inbox | None = None,
     ) -> Bot:
         """Wire the services for `rt` around `client`."""
         from bot.listeners.commands import default_router
@@ -54,4 +58,5 @@ class Bot:
             router=default_router(),
             metrics=metrics,
             workers=workers,
+            inbox=inbox,
         )

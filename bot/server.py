@@ -10,7 +10,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from slack_bolt.request import BoltRequest
 
 from access.audit.collector import chain_witness, collector_tick
 from access.errors import ConfigError
@@ -19,6 +22,7 @@ from access.scheduler.clock import GrantClock
 from access.settings import Settings, redact_url
 from bot.app import build_app, web_client
 from bot.context import Bot
+from bot.inbox import Inbox, default_root
 from bot.listeners.replies import reply
 from bot.metrics import BotMetrics
 from bot.workers import CommandWorkers
@@ -26,6 +30,7 @@ from bot.wsgi import EiceWsgiApp, HealthProbe
 
 log = logging.getLogger(__name__)
 OUTBOX_TICK_S = 1.0
+INBOX_TICK_S = 5.0  # how often to look for acked requests left by a server that is gone
 LOST_COMMAND = ":x: Your command could not be run (a worker failed); please try again."
 
 
@@ -62,11 +67,18 @@ class Service:
         self.metrics = BotMetrics()
         if command_workers is None:
             command_workers = settings.eice_command_workers
-        self.workers = CommandWorkers(settings, processes=command_workers) if command_workers else None
-        self.bot = Bot.create(rt, web_client(settings), metrics=self.metrics, workers=self.workers)
+        root = Path(settings.eice_inbox_dir) if settings.eice_inbox_dir else default_root()
+        self.inbox = Inbox(root / rt.installation_id())
+        self.workers = (
+            CommandWorkers(settings, processes=command_workers, inbox=self.inbox.folder)
+            if command_workers
+            else None
+        )
+        self.bot = Bot.create(
+            rt, web_client(settings), metrics=self.metrics, workers=self.workers, inbox=self.inbox
+        )
         if self.workers is not None:
-            bot = self.bot
-            self.workers.on_lost = lambda body: reply(bot, body, LOST_COMMAND)
+            self.workers.on_lost = self._lost
         self.app = build_app(rt, settings, bot=self.bot)
         self.clock = GrantClock(
             rt,
@@ -76,6 +88,7 @@ class Service:
                 "reaper-watch": (OUTBOX_TICK_S, self._watch_reaper),
                 "cloudtrail": (settings.eice_collector_interval_s, lambda: collector_tick(rt)),
                 "chain-witness": (settings.eice_chain_witness_interval_s, lambda: chain_witness(rt)),
+                "inbox": (INBOX_TICK_S, self._adopt),
             },
         )
         self.health = HealthProbe(rt)
@@ -93,6 +106,7 @@ class Service:
         if self.workers is not None:
             self.workers.start()
         self.bot.dispatcher.start()
+        self._adopt()
         self.clock.start()
 
     def stop(self) -> None:
@@ -101,6 +115,20 @@ class Service:
             self.workers.stop()
         self.clock.stop()
         self.bot.dispatcher.stop()
+        self.inbox.close()
+
+    def _lost(self, body: dict[str, Any]) -> None:
+        """A command no worker could run: say so; it leaves the inbox (not to run later)."""
+        reply(self.bot, body, LOST_COMMAND)
+        self.inbox.settle(body)
+
+    def _adopt(self) -> None:
+        """Run the acked requests of servers of this installation that stopped before
+        finishing them: each goes through the app again, as a (verified) Socket Mode request."""
+        app = self.app
+        replayed = self.inbox.adopt(lambda body: app.dispatch(BoltRequest(body=body, mode="socket_mode")))
+        if replayed:
+            log.warning("ran %d acked request(s) again after their server stopped", replayed)
 
     def _watch_reaper(self) -> None:
         if self.clock.passes != self._passes_seen:

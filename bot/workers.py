@@ -16,8 +16,9 @@ Delivery is at least once: the commands a dead worker had not finished are sent 
 another worker (the request flow refuses a second pending request for the same instance),
 and a command that still cannot run is answered with an error, so an acked command is
 never dropped without a word. A graceful stop drains the queues; so does a killed server's
-worker, which runs what its pipe still holds and then ends (a killed worker's commands
-die with a killed server: nobody is left to send them again). A worker that dies young is
+worker, which runs what its pipe still holds and then ends. When the server and its
+workers are killed together, the commands' files in the server's inbox (`bot.inbox`) are
+run by the next server of the installation on the host. A worker that dies young is
 replaced after a delay that doubles up to a minute, so one that cannot start does not spin;
 commands that arrive while none is up wait for the first replacement.
 """
@@ -39,10 +40,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from access.errors import ConfigError
 from access.settings import Settings
+from bot.inbox import hold, settle_in
 
 if TYPE_CHECKING:
     from bot.context import Bot
@@ -93,9 +96,12 @@ def lower_priority(nice: int, idle: bool) -> None:
             log.warning("could not give the command worker the idle scheduling policy: %s", exc)
 
 
-def _init_worker(settings: Settings, nice: int, server_pid: int) -> None:
-    """Process start-up: lower priority, own runtime and Slack services."""
+def _init_worker(settings: Settings, nice: int, server_pid: int, inbox: Path | None) -> None:
+    """Process start-up: hold the server's inbox, lower priority, own runtime and Slack
+    services."""
     global _worker_bot
+    if inbox is not None:  # no other server takes over the inbox while this worker may finish its requests
+        hold(inbox)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     lower_priority(nice, settings.eice_command_worker_priority == "idle")
     threading.Thread(
@@ -127,10 +133,16 @@ def _run_command(body: Body) -> None:
 
 
 def _worker_main(
-    jobs: Connection, done: Synchronized[int], settings: Settings, nice: int, server_pid: int
+    jobs: Connection,
+    done: Synchronized[int],
+    settings: Settings,
+    nice: int,
+    server_pid: int,
+    inbox: Path | None,
 ) -> None:
-    """A worker process: run the commands from `jobs` in order until `None` or end of pipe."""
-    _init_worker(settings, nice, server_pid)
+    """A worker process: run the commands from `jobs` in order until `None` or end of pipe;
+    each finished command's file leaves the server's `inbox`."""
+    _init_worker(settings, nice, server_pid, inbox)
     log.info("command worker %s ready", os.getpid())
     while True:
         try:
@@ -143,6 +155,8 @@ def _worker_main(
             _run_command(body)
         except Exception as exc:  # handle_eice answers errors itself; this is a bug in the plumbing
             log.error("command job failed: %s", type(exc).__name__)
+        if inbox is not None:
+            settle_in(inbox, body)
         done.value += 1  # only this process writes it
 
 
@@ -193,6 +207,8 @@ class CommandWorkers:
         processes: worker processes (each runs one command at a time).
         nice: how much lower the workers' scheduling priority is than the server's.
         on_lost: called in the server with the body of a command that could not run.
+        inbox: the server's inbox folder (`bot.inbox`): workers hold it and remove each
+            command's file when it is done.
     """
 
     def __init__(
@@ -202,6 +218,7 @@ class CommandWorkers:
         processes: int = 2,
         nice: int = WORKER_NICE,
         on_lost: Callable[[Body], None] | None = None,
+        inbox: Path | None = None,
     ) -> None:
         if processes < 1:
             raise ConfigError(f"command workers must be at least 1, not {processes}")
@@ -209,6 +226,7 @@ class CommandWorkers:
         self.processes = processes
         self.nice = nice
         self.on_lost = on_lost or (lambda _body: None)
+        self.inbox = inbox
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded server
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
@@ -265,7 +283,8 @@ class CommandWorkers:
         done = self._context.Value("q", 0, lock=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(reader, done, self.settings, self.nice, os.getpid()),  # a killed server is noticed
+            # os.getpid(): a worker notices its server is gone when its parent changes
+            args=(reader, done, self.settings, self.nice, os.getpid(), self.inbox),
             name=f"eice-command-worker-{next(self._spawned)}",
             daemon=True,
         )

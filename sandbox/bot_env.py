@@ -23,7 +23,8 @@ def bot_env(
     **settings: str,
 ) -> dict[str, str]:
     """`base` (default: this process's environment) without any AWS, Slack or eice settings,
-    plus what makes a bot talk only to these stand-ins.
+    plus what makes a bot talk only to these stand-ins. Acked requests are kept in `inbox`
+    beside `config` (not in the user's state folder).
 
     Args:
         aws: the AWS stand-in (endpoint, region and the bot's keys come from it).
@@ -45,6 +46,7 @@ def bot_env(
         EICE_SLACK_API_URL=slack.url + "/api/",
         EICE_DATABASE_URL=db_url,
         EICE_CONFIG=str(config),
+        EICE_INBOX_DIR=str(Path(config).parent / "inbox"),
     )
     env.update(settings)
     return env

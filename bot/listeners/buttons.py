@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 
 from access.config.permissions import Actor
+from access.failpoints import failpoint
 from bot.actions import Action
 from bot.listeners import audit_pages, decisions
 from bot.listeners.home import publish_home
@@ -19,15 +20,21 @@ if TYPE_CHECKING:
 Decision = Callable[["Bot", Actor, str], str]
 
 
-def _ack(ack: Ack) -> None:
-    ack()
-
-
 def register(app: App, bot: Bot) -> None:
-    """Attach every button's handler (acks at once; the work runs in a lazy listener)."""
+    """Attach every button's handler (acks at once; the work runs in a lazy listener).
+
+    A decision (approve, deny, cancel, revoke, extend) is kept in the inbox before its ack,
+    so that a server killed before the work is over does not lose it (`bot.inbox`).
+    """
+
+    def keep_and_ack(ack: Ack, body: dict[str, Any]) -> None:
+        if bot.inbox is not None:
+            bot.inbox.keep(body)
+        ack()
 
     def on_click(decide: Decision) -> Callable[[dict[str, Any]], None]:
         def clicked(body: dict[str, Any]) -> None:
+            failpoint("after_click_ack")
             action = (body.get("actions") or [{}])[0]
             target = str(action.get("value") or "")
             user_id = user_of(body)
@@ -63,5 +70,5 @@ def register(app: App, bot: Bot) -> None:
         (Action.REVOKE, revoke_clicked),
         (Action.EXTEND, extend_clicked),
     ):
-        app.action(str(action))(ack=_ack, lazy=[lazy_job(bot)(fn)])
+        app.action(str(action))(ack=keep_and_ack, lazy=[lazy_job(bot)(fn)])
     audit_pages.register(app, bot)

@@ -50,12 +50,15 @@ def register(app: App, bot: Bot) -> None:
     """
 
     def ack_eice(ack: Ack, body: dict[str, Any]) -> bool:
-        """Parse and ack; True when there is work to do after the ack."""
+        """Parse and ack; True when there is work to do after the ack (the command is then
+        kept in the inbox, when there is one, before the ack)."""
         try:
             sub, parsed = bot.router.parse(body.get("text") or "")
         except UsageError as exc:
             ack(response_type="ephemeral", text=f":warning: {exc.message}")
             return False
+        if sub.run is not None and bot.inbox is not None:
+            bot.inbox.keep(body)
         text = sub.ack_text(parsed)
         if text is None:
             ack()

@@ -69,7 +69,7 @@ def run_guarded(
 
 
 def lazy_job(bot: Bot) -> Callable[[F], F]:
-    """Wrap a lazy listener in `run_guarded`.
+    """Wrap a lazy listener in `run_guarded`; once it is over, its request leaves the inbox.
 
     The wrapper keeps the function's name and signature (Bolt finds lazy functions by
     name on Lambda and injects arguments by parameter name).
@@ -79,7 +79,11 @@ def lazy_job(bot: Bot) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapped(*args: Any, **kwargs: Any) -> None:
             body: dict[str, Any] = kwargs.get("body") or {}
-            run_guarded(bot, fn.__name__, lambda: fn(*args, **kwargs), body)
+            try:
+                run_guarded(bot, fn.__name__, lambda: fn(*args, **kwargs), body)
+            finally:
+                if bot.inbox is not None:
+                    bot.inbox.settle(body)
 
         return wrapped  # type: ignore[return-value]
 

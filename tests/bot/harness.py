@@ -175,21 +175,30 @@ class World:
 
 
 def start_bot(
-    aws: AwsSandbox, slack: SlackSandbox, estate: Estate, db_url: str, config: Path, tmp: Path
+    aws: AwsSandbox,
+    slack: SlackSandbox,
+    estate: Estate,
+    db_url: str,
+    config: Path,
+    tmp: Path,
+    **extra_env: str,
 ) -> World:
-    """Migrate the database, then run `eice serve --http` as a real subprocess."""
+    """Migrate the database, then run `eice serve --http` as a real subprocess (in a session
+    of its own, so that a test can kill it with its workers; acked requests kept under
+    `tmp`/inbox, so a server started again on the same `tmp` finds them)."""
     from access.migrate import upgrade
 
     upgrade(db_url)
     port = free_port()
     log_path = tmp / f"bot-{port}.log"
-    env = bot_env(aws, slack, db_url, config)
+    env = {**bot_env(aws, slack, db_url, config), "EICE_INBOX_DIR": str(tmp / "inbox"), **extra_env}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "access.cli.main", "serve", "--http", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
 
