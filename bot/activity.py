@@ -1,7 +1,8 @@
 """CloudTrail activity and the audit chain's head, as the lines the bot posts.
 
-The collector queues one note per EICE event (`audit.connection` when a grant explains
-it, `audit.out_of_band` when none does) and the chain witness queues the head; these
+Per page of CloudTrail events, the collector queues one note per grant for the events that
+grant explains (`audit.connection`) and one for those no grant explains
+(`audit.out_of_band`); the chain witness queues the head; these
 turn their payloads (`access.audit.store`, `access.audit.collector`) into Slack text.
 Everything in a payload came from CloudTrail, so it is escaped before it is shown.
 """
@@ -57,39 +58,65 @@ def _outcome(payload: dict[str, Any], who: str) -> tuple[str, str]:
     return (":key:" if verb == "push" else ":electric_plug:"), f"{who} {done} {target}"
 
 
-def connection_notice(payload: dict[str, Any], grant_id: str | None) -> str:
-    """A CloudTrail event a grant explains, for the grant's thread (and, when flagged, the
-    audit channel): who, what, when, from where, and why it deserves a look."""
-    requester = payload.get("requester_id")
-    who = f"<@{escape(str(requester))}>" if requester else _code(payload.get("principal_arn") or "?")
-    emoji, sentence = _outcome(payload, who)
-    text = f"{emoji} {sentence}{_when_and_where(payload)}"
-    flag = payload.get("flag")
+SHOWN = 10  # lines of one note or alert; the rest are counted
+
+
+def events_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of a note: a page's worth under "events" (a note of one event queued by an
+    earlier version is the event itself)."""
+    events = payload.get("events")
+    return events if isinstance(events, list) else [payload]
+
+
+def _listed(header: str, lines: list[str], rest: str) -> str:
+    """`header`, then the first `SHOWN` lines as bullets and how many more `rest` lists."""
+    shown = [f"• {line}" for line in lines[:SHOWN]]
+    if len(lines) > SHOWN:
+        shown.append(f"… and {len(lines) - SHOWN} more: {rest}")
+    return header + "\n" + "\n".join(shown)
+
+
+def _calls(count: int) -> str:
+    return "1 call" if count == 1 else f"{count} calls"
+
+
+def _connection_line(event: dict[str, Any]) -> str:
+    requester = event.get("requester_id")
+    who = f"<@{escape(str(requester))}>" if requester else _code(event.get("principal_arn") or "?")
+    emoji, sentence = _outcome(event, who)
+    text = f"{emoji} {sentence}{_when_and_where(event)}"
+    flag = event.get("flag")
     if flag:
         text += f": *{FLAGS.get(str(flag), escape(str(flag)))}*"
-    if grant_id:
-        text += f" (grant `{grant_id}`, CloudTrail)"
     return text
 
 
-SHOWN_STRAYS = 10  # lines of one out-of-band alert; the rest are counted
+def connection_notice(payload: dict[str, Any], grant_id: str | None) -> str:
+    """CloudTrail events a grant explains (one collector page of them), for the grant's
+    thread (and, the flagged ones, the audit channel): who, what, when, from where, and why
+    one deserves a look. One event is one line; more are listed under one header, the
+    first `SHOWN` of them."""
+    events = events_of(payload)
+    source = f"grant `{grant_id}`, CloudTrail" if grant_id else "CloudTrail"
+    if len(events) == 1:
+        return f"{_connection_line(events[0])} ({source})"
+    command = f"/eice audit {grant_id}" if grant_id else "eice audit --since 1d"
+    rest = f"`{command}` lists them all"
+    header = f":electric_plug: {_calls(len(events))} through EICE ({source}):"
+    return _listed(header, [_connection_line(event) for event in events], rest)
 
 
 def out_of_band_notice(payload: dict[str, Any]) -> str:
     """EICE use that no grant of this bot explains (one collector page of it), for the audit
-    channel: a line per event, the first `SHOWN_STRAYS` of them."""
-    events = payload.get("events")
-    if not isinstance(events, list):
-        events = [payload]  # a note queued one event at a time
+    channel: a line per event, the first `SHOWN` of them."""
+    events = events_of(payload)
     lines = []
-    for event in events[:SHOWN_STRAYS]:
+    for event in events:
         _emoji, sentence = _outcome(event, _code(event.get("principal_arn") or "unknown principal"))
         instance = f" (instance {_code(event['instance_id'])})" if event.get("instance_id") else ""
-        lines.append(f"• {sentence}{instance}{_when_and_where(event)}")
-    if len(events) > SHOWN_STRAYS:
-        lines.append(f"… and {len(events) - SHOWN_STRAYS} more: `eice audit --since 1d` lists them all")
-    count = "1 call" if len(events) == 1 else f"{len(events)} calls"
-    return f":mag: EICE use no grant explains ({count}):\n" + "\n".join(lines)
+        lines.append(f"{sentence}{instance}{_when_and_where(event)}")
+    header = f":mag: EICE use no grant explains ({_calls(len(events))}):"
+    return _listed(header, lines, "`eice audit --since 1d` lists them all")
 
 
 def chain_head_notice(payload: dict[str, Any]) -> str:

@@ -317,12 +317,13 @@ class Notifier:
     # CloudTrail activity and the audit chain
 
     def _connection(self, note: Note, snap: Snapshot) -> After | None:
-        """An EICE event a grant explains: a line in the card's thread; one flagged for a second
-        look (outside the grant, after its end) goes to the audit channel as well."""
-        text = activity.connection_notice(note.payload, note.grant_id)
-        self._thread(snap, text)
-        if note.payload.get("flag"):
-            self._post_alert(text, self._audit_channel(snap))
+        """EICE events a grant explains: one post in the card's thread; those flagged for a
+        second look (outside the grant, after its end) go to the audit channel as well."""
+        self._thread(snap, activity.connection_notice(note.payload, note.grant_id))
+        flagged = [event for event in activity.events_of(note.payload) if event.get("flag")]
+        if flagged:
+            alert = activity.connection_notice({"events": flagged}, note.grant_id)
+            self._post_alert(alert, self._audit_channel(snap))
         return None
 
     def _out_of_band(self, note: Note, snap: Snapshot) -> After | None:

@@ -71,12 +71,27 @@ def store_page(
     eice = [e for e in fresh.values() if e.event_source == EICE_SOURCE]
     iam = [e for e in fresh.values() if e.event_source == IAM_SOURCE and e.event_name in POLICY_EVENTS]
     grants = _candidate_grants(session, eice, grace)
-    strays = [
-        stray
-        for event in sorted(eice, key=lambda e: (e.event_time, e.event_id))
-        if (stray := _store_eice(session, event, grants, now, grace, report)) is not None
-    ]
-    if strays:  # one alert per page, not one per event: a burst must not flood the channel
+    strays: list[dict[str, Any]] = []
+    used: dict[str, tuple[Grant, list[dict[str, Any]]]] = {}  # grant id -> (grant, its events)
+    for event in sorted(eice, key=lambda e: (e.event_time, e.event_id)):
+        grant, detail = _store_eice(session, event, grants, now, grace, report)
+        if grant is None:
+            strays.append(detail)
+        else:
+            used.setdefault(grant.id, (grant, []))[1].append(detail)
+    # One note per grant and one alert per page, not one per event: a grant used for hundreds
+    # of sessions, or a burst of use nobody explains, must not flood a thread or a channel.
+    for grant, details in used.values():
+        payload = {"events": details}
+        enqueue(
+            session,
+            "audit.connection",
+            now=now,
+            request_id=grant.request_id,
+            grant_id=grant.id,
+            payload=payload,
+        )
+    if strays:
         enqueue(session, "audit.out_of_band", now=now, payload={"events": strays})
     if iam:
         _store_iam(session, iam, now, report, deployment)
@@ -109,8 +124,9 @@ def _store_eice(
     now: datetime,
     grace: timedelta,
     report: PollReport,
-) -> dict[str, Any] | None:
-    """Store one EICE event; returns its detail when no grant explains it (to be announced)."""
+) -> tuple[Grant | None, dict[str, Any]]:
+    """Store one EICE event; returns the grant that explains it (None when none does) and
+    the event's detail to announce."""
     found = match_grant(event, grants, grace=grace)
     grant, flag = found if found else (None, None)
     if grant is None and event.instance_id is None and event.private_ip:
@@ -132,15 +148,7 @@ def _store_eice(
             instance_id=grant.instance_id,
             detail=detail,
         )
-        enqueue(
-            session,
-            "audit.connection",
-            now=now,
-            request_id=grant.request_id,
-            grant_id=grant.id,
-            payload=dict(detail, kind=kind, requester_id=grant.requester_id),
-        )
-        return None
+        return grant, dict(detail, kind=kind, requester_id=grant.requester_id)
     report.out_of_band += 1
     record(
         session,
@@ -150,7 +158,7 @@ def _store_eice(
         instance_id=event.instance_id,
         detail=detail,
     )
-    return detail
+    return None, detail
 
 
 def _store_iam(

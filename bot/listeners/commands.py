@@ -287,29 +287,30 @@ def run_doctor(inv: Invocation, cmd: tuple[str, int | None, str | None]) -> None
     ref, port, user = cmd
     # Check what a request would get: the instance's rule (port, OS user, overshoot) and the
     # requester's principal in the instance's account. An instance that cannot be found is
-    # the pre-flight's to report.
-    target, account = Target({}, "", ""), ""
-    with contextlib.suppress(Exception):
-        instance = find_instance(rt.clients, rt.regions, ref)
-        target, account = Target(instance.tags, instance.region, instance.account_id), instance.account_id
-    rule = effective_rule(rt.config, target)
-    principal = None
-    if account:
-        profile = inv.bot.directory.profile(inv.user_id)
-        with contextlib.suppress(Exception), rt.db.transaction() as session:
-            principal = resolve_principal(
-                session, rt.config, user_id=inv.user_id, email=profile.email, account_id=account
-            )
-    report = run_preflight(
-        rt.clients,
-        rt.regions,
-        ref,
-        port=port or rule.port,
-        os_user=user or rule.os_user,
-        principal_arn=principal,
-        iam=rt.iam,
-        overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
-    )
+    # the pre-flight's to report. The pre-flight reuses the instance found here.
+    with one_lookup_each():
+        target, account = Target({}, "", ""), ""
+        with contextlib.suppress(Exception):
+            instance = find_instance(rt.clients, rt.regions, ref)
+            target, account = Target(instance.tags, instance.region, instance.account_id), instance.account_id
+        rule = effective_rule(rt.config, target)
+        principal = None
+        if account:
+            profile = inv.bot.directory.profile(inv.user_id)
+            with contextlib.suppress(Exception), rt.db.transaction() as session:
+                principal = resolve_principal(
+                    session, rt.config, user_id=inv.user_id, email=profile.email, account_id=account
+                )
+        report = run_preflight(
+            rt.clients,
+            rt.regions,
+            ref,
+            port=port or rule.port,
+            os_user=user or rule.os_user,
+            principal_arn=principal,
+            iam=rt.iam,
+            overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+        )
     inv.say(preflight_text(report.to_dict()))
 
 

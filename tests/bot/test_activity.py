@@ -15,7 +15,7 @@ from access.audit.collector import chain_witness, collector_tick
 from access.audit.service import chain_head
 from access.cli.main import main
 from access.scheduler.tick import due_this_tick
-from bot.activity import out_of_band_notice
+from bot.activity import connection_notice, out_of_band_notice
 from bot.notify import Notifier
 from tests.audit.conftest import Person, role_person, tunnel_record
 from tests.bot.harness import AUDIT, DEV_AUDIT, World, eventually
@@ -55,17 +55,20 @@ def test_cloudtrail_activity_is_posted_where_people_look(world: World) -> None:
     report = collector_tick(world.rt)
     assert (report["matched"], report["out_of_band"]) >= (2, 1)
 
-    def thread_lines() -> list[str]:
+    def thread_posts() -> list[str]:
         return [m.text for m in world.slack.thread(card) if "CloudTrail" in m.text]
 
-    lines = eventually(lambda: len(thread_lines()) >= 2 and thread_lines())
+    # Both of alice's calls came in one collector page: one post in the thread lists them.
+    [post] = eventually(thread_posts)
+    header, *lines = post.split("\n")
+    assert header == f":electric_plug: 2 calls through EICE (grant `{grant.id}`, CloudTrail):"
     opened = f"{grant.private_ip}:{grant.port}"
     assert any(
-        line.startswith(":electric_plug: <@U0ALICE> opened a tunnel") and opened in line for line in lines
+        line.startswith("• :electric_plug: <@U0ALICE> opened a tunnel") and opened in line for line in lines
     )
-    [refused] = [line for line in lines if line.startswith(":no_entry:")]
+    [refused] = [line for line in lines if line.startswith("• :no_entry:")]
     assert f"{grant.private_ip}:3389" in refused and "AccessDenied" in refused
-    assert "outside what the grant allows" in refused and grant.id in refused
+    assert "outside what the grant allows" in refused
     # The refusal deserves a second look: the audit channel has it too; the tunnel that was
     # allowed does not go there. EICE use no grant explains goes to the default audit channel.
     # The dev rule names its own audit channel: the grant's alerts go there, not to the default.
@@ -131,3 +134,20 @@ def test_a_burst_of_eice_use_no_grant_explains_is_one_alert() -> None:
     assert text.count("\n• ") == 10 and "role/r9" in text and "role/r10" not in text
     assert text.endswith("… and 15 more: `eice audit --since 1d` lists them all")
     assert "(1 call)" in out_of_band_notice({"events": events[:1]})
+
+
+def test_a_grant_used_many_times_in_one_page_is_one_post_in_its_thread() -> None:
+    events = [
+        {"event_name": "OpenTunnel", "requester_id": "U0ALICE", "private_ip": "10.0.1.4", "port": 22,
+         "endpoint_id": "eice-0123456789abcdef0", "event_time": f"2026-11-29T04:{i:02d}:00Z",
+         "source_ip": "203.0.113.7"}
+        for i in range(25)
+    ]  # fmt: skip
+    text = connection_notice({"events": events}, "g-0123456789")
+    assert text.startswith(":electric_plug: 25 calls through EICE (grant `g-0123456789`, CloudTrail):\n")
+    assert text.count("\n• :electric_plug: <@U0ALICE> opened a tunnel to `10.0.1.4:22`") == 10
+    assert text.endswith("… and 15 more: `/eice audit g-0123456789` lists them all")
+    one = connection_notice({"events": events[:1]}, "g-0123456789")
+    assert one.startswith(":electric_plug: <@U0ALICE> opened a tunnel") and "\n" not in one
+    assert one.endswith("(grant `g-0123456789`, CloudTrail)")
+    assert connection_notice(events[0], "g-0123456789") == one  # a note queued before pages were grouped

@@ -91,7 +91,9 @@ def test_doctor_checks_what_a_request_for_the_instance_would_get(world: World) -
         return str(found[0]["text"])
 
     db = world.estate.instance("db-1")
+    described = world.aws.faults.counts["ec2:DescribeInstances"]
     answer = doctor("doctor db-1")
+    assert world.aws.faults.counts["ec2:DescribeInstances"] - described == 1  # rule and pre-flight share it
     # The db rule's OS user, not the default one (the AMI check then has a word to say about
     # it); alice's role checked for room in the instance's account.
     assert f"*Pre-flight for `{db.instance_id}`*" in answer and "port 22, user `postgres`" in answer
