@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from access.outbox.models import OutboxMessage
 
 if TYPE_CHECKING:
     from access.runtime import Runtime
+    from bot.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,26 @@ class BotMetrics:
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
             registry=self.registry,
         )
+        self.replayed = Counter(
+            "eice_requests_replayed",
+            "Acked requests run again after the server that acked them stopped",
+            registry=self.registry,
+        )
         self._db: _DatabaseGauges | None = None
 
     def watch_database(self, rt: Runtime) -> None:
         if self._db is None:
             self._db = _DatabaseGauges(rt)
             self.registry.register(self._db)
+
+    def watch_inbox(self, inbox: Inbox) -> None:
+        """`eice_requests_unfinished`: acked requests whose work is not over (read at scrape)."""
+        gauge = Gauge(
+            "eice_requests_unfinished",
+            "Acked commands and decision clicks whose work is not over",
+            registry=self.registry,
+        )
+        gauge.set_function(inbox.pending)
 
     def observe_revoked(self, grant: Grant) -> None:
         if grant.revoked_at is not None and grant.revoked_by is None:

@@ -103,6 +103,7 @@ class Service:
         self._last_pass_at = datetime.now(UTC)
         log.info("start-up catch-up: %s", report)
         self.metrics.watch_database(self.rt)
+        self.metrics.watch_inbox(self.inbox)
         if self.workers is not None:
             self.workers.start()
         self.bot.dispatcher.start()
@@ -128,6 +129,7 @@ class Service:
         app = self.app
         replayed = self.inbox.adopt(lambda body: app.dispatch(BoltRequest(body=body, mode="socket_mode")))
         if replayed:
+            self.metrics.replayed.inc(replayed)
             log.warning("ran %d acked request(s) again after their server stopped", replayed)
 
     def _watch_reaper(self) -> None:

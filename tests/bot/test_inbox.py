@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from access.errors import ConfigError
@@ -179,6 +180,12 @@ def test_a_command_acked_just_before_the_server_and_its_workers_were_killed_runs
         assert request.reason == "acked, then the whole service was killed"
         eventually(lambda: second.card_for(request.id), timeout=30)
         eventually(lambda: len(_inbox_folders(tmp_path)) == 1, timeout=30)  # only the live server's
+
+        def metrics() -> str:
+            return requests.get(second.url + "/metrics", timeout=5).text
+
+        assert "eice_requests_replayed_total 1.0" in metrics()
+        eventually(lambda: "eice_requests_unfinished 0.0" in metrics(), timeout=30)
         second.cleanup()
     finally:
         second.stop()

@@ -66,6 +66,8 @@ def test_healthz_and_metrics(world: World) -> None:
         "eice_ack_seconds_bucket",
         "eice_outbox_backlog",
         "eice_revocation_lag_seconds",
+        "eice_requests_unfinished",
+        "eice_requests_replayed_total",
     ):
         assert name in metrics
     assert 'eice_slack_requests_total{kind="command",status="200"}' in metrics
