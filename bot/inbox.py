@@ -15,6 +15,8 @@ it sends each request through its own Bolt app again (as Socket Mode requests do
 a signature: it was verified when it arrived), then removes the folder. Delivery is at
 least once: a request whose work finished but whose file was not yet removed runs again,
 and the flows answer a repeat ("already approved", "already pending") without acting twice.
+A request older than `bot.server.REPLAY_WITHIN` is not run (nobody expects an access
+request, approval or revocation to happen hours after the click): its user is told instead.
 
 The files are written without `fsync`: they survive the process, not the machine. A file
 costs one create, write and rename, tens of microseconds on the ack's path.
@@ -32,6 +34,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +49,18 @@ Body = dict[str, Any]
 
 
 def default_root() -> Path:
-    """`$XDG_STATE_HOME/eice/inbox` (`~/.local/state/eice/inbox` when it is not set)."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    """Where acked requests are kept when `EICE_INBOX_DIR` is not set: `inbox` in systemd's
+    `StateDirectory=` (`$STATE_DIRECTORY`), else `$XDG_STATE_HOME/eice/inbox`, else
+    `~/.local/state/eice/inbox`."""
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return Path(systemd) / "inbox"
+    state = os.environ.get("XDG_STATE_HOME")
+    if not state:
+        try:
+            state = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError) as exc:  # no HOME and no passwd entry
+            raise ConfigError("no home folder for acked requests: set EICE_INBOX_DIR") from exc
     return Path(state) / "eice" / "inbox"
 
 
@@ -117,9 +130,10 @@ class Inbox:
         """Requests this server has acked and not finished."""
         return sum(1 for _ in self.folder.glob("*" + SUFFIX))
 
-    def adopt(self, replay: Callable[[Body], object]) -> int:
-        """Take over the folders of servers that are gone: `replay` each request they left,
-        oldest first, then remove the folder. Returns how many requests were replayed."""
+    def adopt(self, replay: Callable[[Body, datetime], object]) -> int:
+        """Take over the folders of servers that are gone: `replay` each request they left
+        (with when it was kept), oldest first, then remove the folder. Returns how many
+        requests were replayed."""
         replayed = 0
         for folder in self._others():
             try:
@@ -134,9 +148,9 @@ class Inbox:
                 left = _requests(folder)
                 if left:
                     log.warning("replaying %d acked request(s) left by %s", len(left), folder.name)
-                for path, body in left:
+                for path, body, kept_at in left:
                     try:
-                        replay(body)
+                        replay(body, kept_at)
                     except Exception:  # one bad file must not keep the others from running
                         log.exception("could not replay %s", path.name)
                     path.unlink(missing_ok=True)
@@ -165,9 +179,9 @@ class Inbox:
                 yield entry
 
 
-def _requests(folder: Path) -> list[tuple[Path, Body]]:
-    """The whole request files in `folder`, oldest first (unreadable ones are logged and
-    dropped; a `.partial` file was never acked)."""
+def _requests(folder: Path) -> list[tuple[Path, Body, datetime]]:
+    """The whole request files in `folder` with when each was kept, oldest first (unreadable
+    ones are logged and dropped; a `.partial` file was never acked)."""
     found: list[tuple[int, Path, Body]] = []
     for path in folder.glob("*" + SUFFIX):
         try:
@@ -175,4 +189,5 @@ def _requests(folder: Path) -> list[tuple[Path, Body]]:
             found.append((int(kept["kept_ns"]), path, dict(kept["body"])))
         except (OSError, ValueError, KeyError, TypeError):
             log.error("dropping unreadable acked request %s", path)
-    return [(path, body) for _ns, path, body in sorted(found, key=lambda item: item[0])]
+    found.sort(key=lambda item: item[0])
+    return [(path, body, datetime.fromtimestamp(ns / 1e9, UTC)) for ns, path, body in found]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
@@ -9,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from access.errors import ConfigError
 from access.runtime import Runtime
 from access.scheduler.clock import GrantClock
 from access.settings import Settings, redact_url
+from bot import blocks
 from bot.app import build_app, web_client
 from bot.context import Bot
 from bot.inbox import Inbox, default_root
-from bot.listeners.replies import reply
+from bot.listeners.replies import reply, user_of
 from bot.metrics import BotMetrics
 from bot.workers import CommandWorkers
 from bot.wsgi import EiceWsgiApp, HealthProbe
@@ -31,6 +33,7 @@ from bot.wsgi import EiceWsgiApp, HealthProbe
 log = logging.getLogger(__name__)
 OUTBOX_TICK_S = 1.0
 INBOX_TICK_S = 5.0  # how often to look for acked requests left by a server that is gone
+REPLAY_WITHIN = timedelta(minutes=30)  # older acked requests are not run, their users told
 LOST_COMMAND = ":x: Your command could not be run (a worker failed); please try again."
 
 
@@ -125,12 +128,26 @@ class Service:
 
     def _adopt(self) -> None:
         """Run the acked requests of servers of this installation that stopped before
-        finishing them: each goes through the app again, as a (verified) Socket Mode request."""
-        app = self.app
-        replayed = self.inbox.adopt(lambda body: app.dispatch(BoltRequest(body=body, mode="socket_mode")))
+        finishing them: each goes through the app again, as a (verified) Socket Mode request;
+        one acked more than `REPLAY_WITHIN` ago is not run, and its user is told."""
+        replayed = self.inbox.adopt(self._replay)
         if replayed:
             self.metrics.replayed.inc(replayed)
             log.warning("ran %d acked request(s) again after their server stopped", replayed)
+
+    def _replay(self, body: dict[str, Any], kept_at: datetime) -> None:
+        if datetime.now(UTC) - kept_at <= REPLAY_WITHIN:
+            self.app.dispatch(BoltRequest(body=body, mode="socket_mode"))
+            return
+        text = (
+            f":warning: Your {_what(body)} of {blocks.slack_date(kept_at)} was not carried out: the bot "
+            "stopped before it could, and it is too late to do it now. Please try again."
+        )
+        user = user_of(body)
+        if user:
+            with contextlib.suppress(Exception):  # logged by the client; nothing else to do
+                self.bot.client.chat_postMessage(channel=user, text=text)
+        log.warning("not running a request acked at %s (too old): %s", kept_at.isoformat(), _what(body))
 
     def _watch_reaper(self) -> None:
         if self.clock.passes != self._passes_seen:
@@ -139,6 +156,15 @@ class Service:
 
     def _last_pass(self) -> str | None:
         return self._last_pass_at.isoformat() if self._last_pass_at else None
+
+
+def _what(body: dict[str, Any]) -> str:
+    """A request as its user would recognise it: the command, or the button clicked."""
+    if body.get("command"):
+        return f"`{blocks.escape(str(body['command']))} {blocks.escape(str(body.get('text') or ''))}`"
+    action = (body.get("actions") or [{}])[0]
+    label = ((action.get("text") or {}).get("text")) or action.get("action_id") or "a button"
+    return f"click on *{blocks.escape(str(label))}*"
 
 
 def freeze_startup_heap() -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from access.errors import ConfigError
 from access.grants.models import Grant
 from bot.actions import Action
-from bot.inbox import Inbox, hold
+from bot.inbox import Inbox, default_root, hold
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
 from sandbox.slack.server import SlackSandbox
@@ -73,16 +74,23 @@ def test_requests_left_by_a_killed_server_are_replayed_once_its_workers_are_gone
     (folder / "7.8.dd.partial").write_text("{")  # a file cut short before its ack: never acked
     adopter = Inbox(tmp_path)
     replayed: list[dict[str, Any]] = []
+    kept: list[datetime] = []
+
+    def replay(body: dict[str, Any], kept_at: datetime) -> None:
+        replayed.append(body)
+        kept.append(kept_at)
+
     try:
-        assert adopter.adopt(replayed.append) == 0  # the server is alive
+        assert adopter.adopt(replay) == 0  # the server is alive
         _kill(server)
-        assert adopter.adopt(replayed.append) == 0  # its worker may still finish the requests
+        assert adopter.adopt(replay) == 0  # its worker may still finish the requests
         assert folder.exists()
         _kill(worker)
-        assert adopter.adopt(replayed.append) == 2
+        assert adopter.adopt(replay) == 2
         assert replayed == [COMMAND, click]  # oldest first; the settled one is not there
+        assert all(datetime.now(UTC) - at < timedelta(minutes=1) for at in kept)  # when they were kept
         assert not folder.exists()
-        assert adopter.adopt(replayed.append) == 0  # once only
+        assert adopter.adopt(replay) == 0  # once only
     finally:
         for process in (server, worker):
             if process.poll() is None:
@@ -99,7 +107,7 @@ def test_an_unreadable_request_file_is_dropped_and_the_others_still_run(tmp_path
     (folder / "9.9.ee.json").write_text("not json")
     adopter = Inbox(tmp_path)
     replayed: list[dict[str, Any]] = []
-    assert adopter.adopt(replayed.append) == 1
+    assert adopter.adopt(lambda body, _at: replayed.append(body)) == 1
     assert replayed == [COMMAND]
     adopter.close()
 
@@ -113,7 +121,7 @@ def test_a_replay_that_fails_does_not_keep_the_others_from_running(tmp_path: Pat
     adopter = Inbox(tmp_path)
     replayed: list[dict[str, Any]] = []
 
-    def replay(body: dict[str, Any]) -> None:
+    def replay(body: dict[str, Any], _kept_at: datetime) -> None:
         if body == COMMAND:
             raise RuntimeError("this one breaks")
         replayed.append(body)
@@ -135,7 +143,7 @@ def test_a_folder_held_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
     mine = Inbox(tmp_path / "a")
     fd = hold(mine.folder)  # as a worker of `mine` would
     try:
-        assert Inbox(tmp_path / "a").adopt(lambda body: None) == 0
+        assert Inbox(tmp_path / "a").adopt(lambda body, at: None) == 0
         assert mine.folder.exists()
     finally:
         os.close(fd)
@@ -224,5 +232,50 @@ def test_an_approval_acked_just_before_the_server_died_is_carried_out_after_rest
         assert len(grants) == 1
         eventually(lambda: grants[0].policy_name in second.policies("alice"), timeout=30)
         second.cleanup()
+    finally:
+        second.stop()
+
+
+def test_the_default_folder_follows_systemd_then_xdg_then_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/eice")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert default_root() == Path("/home/eice/.local/state/eice/inbox")
+    monkeypatch.setenv("XDG_STATE_HOME", "/var/state")
+    assert default_root() == Path("/var/state/eice/inbox")
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/eice:/var/lib/other")  # systemd's StateDirectory=
+    assert default_root() == Path("/var/lib/eice/inbox")
+
+
+def test_a_request_left_too_long_ago_is_not_run_and_its_user_is_told(
+    aws: AwsSandbox, slack: SlackSandbox, estate: Estate, config_path: Path, tmp_path: Path
+) -> None:
+    db_url = f"sqlite:///{tmp_path}/old.sqlite"
+    web = estate.instance("web-1")
+    first = start_bot(aws, slack, estate, db_url, config_path, tmp_path)
+    try:
+        for pid in eventually(lambda: _workers(first.process.pid if first.process else 0), timeout=60):
+            os.kill(pid, signal.SIGSTOP)
+        assert first.driver.command("U0ALICE", "request web-1 30m acked two hours ago").status == 200
+        _kill_group(first)
+    finally:
+        first.stop()
+    [folder] = _inbox_folders(tmp_path)
+    [kept] = folder.glob("*.json")
+    request = json.loads(kept.read_text())
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    request["kept_ns"] = int(two_hours_ago.timestamp() * 1e9)  # as if the host had been down since
+    kept.write_text(json.dumps(request))
+    seen = len(slack.dms("U0ALICE"))
+
+    second = start_bot(aws, slack, estate, db_url, config_path, tmp_path)
+    try:
+        told = eventually(
+            lambda: [m.text for m in slack.dms("U0ALICE")[seen:] if "was not carried out" in m.text],
+            timeout=60,
+        )
+        assert "`/eice request web-1 30m acked two hours ago`" in told[0] and "Please try again" in told[0]
+        eventually(lambda: len(_inbox_folders(tmp_path)) == 1, timeout=30)  # taken over: only the live one
+        assert second.request_row(requester_id="U0ALICE", instance_id=web.instance_id) is None
     finally:
         second.stop()
