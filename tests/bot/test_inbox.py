@@ -161,21 +161,30 @@ def _inbox_folders(tmp: Path) -> list[Path]:
     return list((tmp / "inbox").glob("*/server-*"))
 
 
+def _acked_then_all_killed(
+    aws: AwsSandbox, slack: SlackSandbox, estate: Estate, db_url: str, config: Path, tmp: Path, text: str
+) -> World:
+    """A bot whose workers are frozen acks alice's `/eice <text>`; then it is killed with them
+    (returned stopped, for its database)."""
+    first = start_bot(aws, slack, estate, db_url, config, tmp)
+    try:
+        workers = eventually(lambda: _workers(first.process.pid if first.process else 0), timeout=60)
+        for pid in workers:  # they take the command from the pipe, but cannot run it
+            os.kill(pid, signal.SIGSTOP)
+        assert first.driver.command("U0ALICE", text).status == 200
+        _kill_group(first)
+    finally:
+        first.stop()
+    return first
+
+
 def test_a_command_acked_just_before_the_server_and_its_workers_were_killed_runs_after_restart(
     aws: AwsSandbox, slack: SlackSandbox, estate: Estate, config_path: Path, tmp_path: Path
 ) -> None:
     db_url = f"sqlite:///{tmp_path}/group.sqlite"
     web = estate.instance("web-1")
-    first = start_bot(aws, slack, estate, db_url, config_path, tmp_path)
-    try:
-        workers = eventually(lambda: _workers(first.process.pid if first.process else 0), timeout=60)
-        for pid in workers:  # they take the command from the pipe, but cannot run it
-            os.kill(pid, signal.SIGSTOP)
-        ack = first.driver.command("U0ALICE", "request web-1 30m acked, then the whole service was killed")
-        assert ack.status == 200
-        _kill_group(first)
-    finally:
-        first.stop()
+    text = "request web-1 30m acked, then the whole service was killed"
+    first = _acked_then_all_killed(aws, slack, estate, db_url, config_path, tmp_path, text)
     assert first.request_row(requester_id="U0ALICE", instance_id=web.instance_id) is None  # never ran
     assert len(_inbox_folders(tmp_path)) == 1
 
@@ -252,14 +261,8 @@ def test_a_request_left_too_long_ago_is_not_run_and_its_user_is_told(
 ) -> None:
     db_url = f"sqlite:///{tmp_path}/old.sqlite"
     web = estate.instance("web-1")
-    first = start_bot(aws, slack, estate, db_url, config_path, tmp_path)
-    try:
-        for pid in eventually(lambda: _workers(first.process.pid if first.process else 0), timeout=60):
-            os.kill(pid, signal.SIGSTOP)
-        assert first.driver.command("U0ALICE", "request web-1 30m acked two hours ago").status == 200
-        _kill_group(first)
-    finally:
-        first.stop()
+    text = "request web-1 30m acked two hours ago"
+    _acked_then_all_killed(aws, slack, estate, db_url, config_path, tmp_path, text)
     [folder] = _inbox_folders(tmp_path)
     [kept] = folder.glob("*.json")
     request = json.loads(kept.read_text())
