@@ -106,21 +106,30 @@ class Inbox:
                 f"cannot keep acked requests in {root} (EICE_INBOX_DIR): {exc.strerror}"
             ) from exc
 
-    def keep(self, body: Body) -> None:
-        """Write `body` down before it is acked (whole or not at all: written, then renamed)."""
+    def keep(self, body: Body) -> bool:
+        """Write `body` down before it is acked (whole or not at all: written, then renamed).
+
+        Returns False when it could not be (no trigger_id, a full disk, the folder removed):
+        logged, and the request is served all the same, only without the safety net.
+        """
         key = _key(body)
         if key is None:
             log.warning("a Slack request without trigger_id is not kept past its ack")
-            return
+            return False
         path = self.folder / key
         partial = path.with_suffix(".partial")
         data = json.dumps({"kept_ns": time.time_ns(), "body": body}, separators=(",", ":")).encode()
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(partial, path)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(partial, path)
+        except OSError as exc:
+            log.error("could not keep an acked request in %s (%s): a crash would lose it", self.folder, exc)
+            return False
+        return True
 
     def settle(self, body: Body) -> None:
         """The work for `body` is over (see `settle_in`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -282,3 +283,16 @@ def test_a_request_left_too_long_ago_is_not_run_and_its_user_is_told(
         assert second.request_row(requester_id="U0ALICE", instance_id=web.instance_id) is None
     finally:
         second.stop()
+
+
+def test_an_inbox_that_cannot_be_written_is_logged_and_the_request_still_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = Inbox(tmp_path)
+    assert inbox.keep(COMMAND) and inbox.pending() == 1
+    inbox.settle(COMMAND)
+    shutil.rmtree(inbox.folder)  # someone cleaned the state folder under a running server
+    assert inbox.keep(COMMAND) is False
+    assert "a crash would lose it" in caplog.text
+    assert inbox.keep({"text": "no trigger id"}) is False
+    inbox.close()
