@@ -97,6 +97,16 @@ def _duration(text: str) -> str:
     return text.lower()
 
 
+PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() also takes "²"
+
+
+def port_number(value: str) -> int:
+    """A TCP port typed in a command, or UsageError."""
+    if not PORT.fullmatch(value) or not 1 <= int(value) <= 65535:
+        raise UsageError(f"port {value[:20]!r} is not a number between 1 and 65535")
+    return int(value)
+
+
 def parse_request(args: list[str]) -> RequestCommand:
     """`request <instance> <duration> [reason...] [--port N] [--user NAME] [--break-glass]`."""
     usage = "usage: `/eice request <instance-id | Name> <duration> [reason] [--port N] [--user NAME]`"
@@ -111,9 +121,7 @@ def parse_request(args: list[str]) -> RequestCommand:
             if value is None:
                 raise UsageError(f"{word} needs a value; {usage}")
             if word == "--port":
-                if not value.isdigit() or not 1 <= int(value) <= 65535:
-                    raise UsageError(f"port {value[:20]!r} is not a number between 1 and 65535")
-                port = int(value)
+                port = port_number(value)
             else:
                 if not OS_USER.match(value):
                     raise UsageError(f"{value[:40]!r} is not a valid OS user name")

@@ -14,6 +14,7 @@ from access.access_requests.prepare import PreparedRequest, RequestInput
 from access.access_requests.service import pending_requests
 from access.audit.service import record
 from access.aws.lookups import one_lookup_each
+from access.config.model import OS_USER
 from access.config.permissions import can_link, is_admin
 from access.errors import NotPermitted
 from access.grants import service as grant_service
@@ -31,6 +32,7 @@ from bot.commands import (
     parse_no_args,
     parse_request,
     parse_revoke,
+    port_number,
 )
 from bot.listeners import decisions
 from bot.listeners.replies import lazy_job, reply, run_guarded
@@ -264,9 +266,9 @@ def parse_doctor(words: list[str]) -> tuple[str, int | None, str | None]:
         if flag in ("--port", "--user") and rest:
             value = rest.pop(0)
             if flag == "--port":
-                if not value.isdigit() or not 1 <= int(value) <= 65535:
-                    raise UsageError(f"--port {value[:10]!r} is not a port number")
-                port = int(value)
+                port = port_number(value)
+            elif not OS_USER.match(value):
+                raise UsageError(f"{value[:40]!r} is not a valid OS user name")
             else:
                 user = value
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,8 @@ WORDS = st.sampled_from(
         "--user",
         "--break-glass",
         "65536",
+        "²",
+        "٣",
         "root;rm -rf /",
         "'; DROP TABLE grants;--",
         "<@U0BOB|bob>",
@@ -93,3 +96,16 @@ def test_split_never_crashes_on_huge_input() -> None:
         split("x" * 10_000)
     except UsageError as exc:
         assert "limit" in exc.message
+
+
+@pytest.mark.parametrize("port", ["²", "٣٣", "\uff12\uff12", "0", "65536", "22x", "-1", ""])
+def test_a_port_that_is_not_ascii_digits_in_range_is_a_usage_error(world: World, port: str) -> None:
+    for text in (f"request i-0123456789abcdef0 30m test --port {port}", f"doctor web-1 --port {port}"):
+        assert _invalid(text), text
+        answer = world.driver.command("U0DAVE", text)  # str.isdigit() took "²": int() then failed in the ack
+        assert answer.status == 200 and answer.json is not None and "port" in answer.json["text"]
+
+
+def test_doctor_refuses_an_os_user_a_request_would_refuse() -> None:
+    assert _invalid("doctor web-1 --user 'root;id'")
+    assert not _invalid("doctor web-1 --user ec2-user")
