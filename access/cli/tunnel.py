@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Coroutine, Sequence
+from datetime import datetime
 from typing import Any
 
 from access.clock import SystemClock, parse_iso
@@ -97,9 +98,11 @@ def _split_rest(args: argparse.Namespace) -> list[str]:
 
 
 def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTarget, int | None]:
+    """The session, the target and `maxTunnelDuration` for a connection now (refused at once
+    when it could not be sent: a bad value, or a grant already over)."""
     session = _session(args.region)
     duration = max_tunnel_duration(
-        expires_at=parse_iso(args.expires) if args.expires else None,
+        expires_at=_expires(args),
         seconds=args.max_tunnel_duration,
         now=SystemClock().now(),
     )
@@ -112,6 +115,10 @@ def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTar
         private_ip=args.private_ip,
     )
     return session, target, duration
+
+
+def _expires(args: argparse.Namespace) -> datetime | None:
+    return parse_iso(args.expires) if args.expires else None
 
 
 async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:
@@ -153,11 +160,18 @@ def _fail(message: str) -> int:
 def tunnel_command(args: argparse.Namespace) -> int:
     """`eice tunnel`: stdin/stdout, or a local listener with one tunnel per connection."""
     try:
-        session, target, duration = _prepare(args, args.remote_port)
+        if not 1 <= args.remote_port <= 65535:
+            return _fail(f"--remote-port {args.remote_port} is not between 1 and 65535")
+        if args.local_port is not None and not 0 <= args.local_port <= 65535:
+            return _fail(f"--local-port {args.local_port} is not between 0 (any free port) and 65535")
+        if args.max_connections < 1:
+            return _fail(f"--max-connections {args.max_connections} must be at least 1")
+        session, target, _duration = _prepare(args, args.remote_port)
         settings = TunnelSettings(
             target=target,
             credentials_provider=session.get_credentials,
-            max_tunnel_duration=duration,
+            max_tunnel_duration=args.max_tunnel_duration,
+            expires_at=_expires(args),
         )
         if settings.credentials_provider() is None:
             return _fail("no AWS credentials found")
@@ -167,7 +181,10 @@ def tunnel_command(args: argparse.Namespace) -> int:
             listener = serve_local_port(
                 settings, args.local_port, max_connections=args.max_connections, on_shutdown=_exit_soon
             )
-            run(_until_terminated(listener))
+            try:
+                run(_until_terminated(listener))
+            except OSError as exc:  # the port is taken, or not ours to listen on
+                return _fail(f"cannot listen on 127.0.0.1:{args.local_port}: {exc.strerror or exc}")
     except AccessError as exc:
         return _fail(exc.message)
     except ValueError as exc:

@@ -9,13 +9,16 @@ import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.uri import parse_uri
 
+from access.errors import AccessError
 from access.tunnel.connection import LocalEnd, TunnelConnection
+from access.tunnel.duration import max_tunnel_duration
 from access.tunnel.errors import TunnelClosed, TunnelError, TunnelRefused
 from access.tunnel.local import LocalConnection, StdioSide
 from access.tunnel.presign import presign_open_tunnel_url
@@ -43,14 +46,26 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 @dataclass
 class TunnelSettings:
-    """How to reach the endpoint: the target, credentials, scheme and TLS."""
+    """How to reach the endpoint: the target, credentials, scheme and TLS.
+
+    `maxTunnelDuration` is `max_tunnel_duration` when given; else, with `expires_at`, it is
+    worked out again for each connection from the time left (the grant allows less as its
+    end nears, so a listener's later connections must ask for less than its first).
+    """
 
     target: TunnelTarget
     credentials_provider: Callable[[], Any]
     max_tunnel_duration: int | None = None
+    expires_at: datetime | None = None
     scheme: str = field(default_factory=lambda: os.environ.get("EICE_TUNNEL_SCHEME", "wss"))
     user_agent: str = USER_AGENT
     open_timeout_s: float = OPEN_TIMEOUT_S
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def duration(self) -> int | None:
+        """`maxTunnelDuration` for a connection made now (InvalidInput once expired)."""
+        seconds, expires_at = self.max_tunnel_duration, self.expires_at
+        return max_tunnel_duration(expires_at=expires_at, seconds=seconds, now=self.clock())
 
     def url(self) -> str:
         """A freshly presigned URL (each connection gets its own)."""
@@ -62,7 +77,7 @@ class TunnelSettings:
             endpoint_id=t.endpoint_id,
             remote_port=t.remote_port,
             private_ip=t.private_ip,
-            max_tunnel_duration=self.max_tunnel_duration,
+            max_tunnel_duration=self.duration(),
             scheme=self.scheme,
         )
 
@@ -101,7 +116,10 @@ async def open_tunnel(settings: TunnelSettings) -> TunnelConnection:
     Refusals become TunnelRefused, other failures TunnelError. The handshake is
     websockets' Sans-I/O `ClientProtocol`: no compression, no subprotocol, no size limit.
     """
-    url = settings.url()
+    try:
+        url = settings.url()
+    except AccessError as exc:  # the grant's time is up
+        raise TunnelError(exc.message) from None
     uri = parse_uri(url)
     ws = ClientProtocol(uri, max_size=None)
     request = ws.connect()

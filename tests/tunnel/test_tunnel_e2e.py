@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import asyncssh
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from access.grants.models import Grant
+from access.grants.policy import GrantScope, grant_policy
 from bot.blocks import access_commands
 
 from .conftest import Person, Stack, ca_path, grant_document, holding
@@ -153,10 +155,12 @@ async def _ssh_session(port: int, key: asyncssh.SSHKey, payload: bytes) -> tuple
     return str(who.stdout), hashlib.sha256(echoed.stdout).hexdigest()
 
 
-def _start_listener(stack: Stack, who: Person) -> tuple[subprocess.Popen[str], int]:
+def _start_listener(
+    stack: Stack, who: Person, expires: str | None = None
+) -> tuple[subprocess.Popen[str], int]:
     """`eice tunnel --local-port 0` as `who`, and the port it reports listening on."""
     listener = subprocess.Popen(
-        [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", _expires()],
+        [*EICE, "tunnel", stack.web.instance_id, "--local-port", "0", "--expires", expires or _expires()],
         env=who.env(stack),
         stderr=subprocess.PIPE,
         text=True,
@@ -187,6 +191,45 @@ def test_sigterm_ends_a_listener_whose_tunnel_is_still_open(stack: Stack) -> Non
     assert code == 0
 
 
+def _banner(port: int) -> bytes:
+    """What the instance's SSH server says first through a new tunnel (b"" if refused)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        return conn.recv(64)
+
+
+def test_a_listener_asks_each_tunnel_for_no_more_than_the_grant_allows_then(stack: Stack) -> None:
+    # A grant ending in 40 s whose last hour is cut into 5 s slices: from each slice on, the
+    # policy refuses tunnels longer than the time left at the slice's start.
+    now = datetime.now(UTC).replace(microsecond=0)
+    scope = GrantScope(
+        account_id=stack.estate.account_id,
+        region="us-east-1",
+        instance_id=stack.web.instance_id,
+        endpoint_id=stack.endpoint_id,
+        private_ip=stack.web.private_ip,
+        port=22,
+        os_user="ec2-user",
+        starts_at=now - timedelta(minutes=1),
+        expires_at=now + timedelta(seconds=40),
+        overshoot_s=5,
+        allow_describe=True,
+    )
+    with holding(stack, "alice", grant_policy(scope)) as alice:
+        expires = scope.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        listener, port = _start_listener(stack, alice, expires)
+        try:
+            assert _banner(port).startswith(b"SSH-2.0-")
+            time.sleep(12)  # two slices later: the listener started with more time left than is left now
+            assert _banner(port).startswith(b"SSH-2.0-")
+        finally:
+            listener.send_signal(signal.SIGTERM)
+            listener.wait(15)
+    assert listener.stderr is not None
+    assert "refused" not in listener.stderr.read()
+
+
 @pytest.mark.slow
 def test_local_port_listener_carries_ssh_and_20_mib_intact(stack: Stack) -> None:
     import asyncio
@@ -213,3 +256,28 @@ def test_local_port_listener_carries_ssh_and_20_mib_intact(stack: Stack) -> None
         if e["eventName"] == "OpenTunnel" and e["userIdentity"]["arn"] == alice.arn
     ]
     assert len(opened) == 2 and not any("errorCode" in e for e in opened)
+
+
+def test_bad_listener_ports_are_one_line_errors(stack: Stack) -> None:
+    import socket
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    busy = taken.getsockname()[1]
+    with taken, holding(stack, "alice", grant_document(stack)) as alice:
+        for flags, said in (
+            (["--local-port", "70000"], "--local-port 70000 is not between 0 (any free port) and 65535"),
+            (["--local-port", "-1"], "--local-port -1 is not between"),
+            (["--remote-port", "0"], "--remote-port 0 is not between 1 and 65535"),
+            (["--local-port", "0", "--max-connections", "0"], "--max-connections 0 must be at least 1"),
+            (["--local-port", str(busy)], f"cannot listen on 127.0.0.1:{busy}: "),
+        ):
+            done = subprocess.run(
+                [*EICE, "tunnel", stack.web.instance_id, "--expires", _expires(), *flags],
+                env=alice.env(stack),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 1, (flags, done.stderr)
+            assert said in done.stderr and "Traceback" not in done.stderr, (flags, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
