@@ -137,15 +137,18 @@ def grant_window(grant: Grant) -> tuple[datetime, datetime]:
     return grant.starts_at - EARLY_SLACK, end + timedelta(seconds=grant.overshoot_s)
 
 
-def _refusal_flag(event: ParsedEvent, grant: Grant) -> str | None:
-    if not event.error_code:
-        return None
+def _late_flag(event: ParsedEvent, grant: Grant) -> str | None:
+    """ "after_expiry" or "after_revoke" for a call made after the grant ended, refused or not:
+    one that got through then (IAM takes a few seconds to drop a deleted policy everywhere)
+    is the one most worth a look. CloudTrail's times are whole seconds, so a call allowed in
+    the second of the revocation is not counted as after it."""
     if event.event_time > grant.expires_at:
         return "after_expiry"
     revoked = grant.revoked_at
-    if revoked is not None and revoked < grant.expires_at and event.event_time >= revoked:
-        return "after_revoke"
-    return None
+    if revoked is None or revoked >= grant.expires_at:
+        return None
+    after = event.event_time >= revoked if event.error_code else event.event_time > revoked
+    return "after_revoke" if after else None
 
 
 def match_grant(
@@ -153,8 +156,9 @@ def match_grant(
 ) -> tuple[Grant, str | None] | None:
     """The grant an event belongs to, and a flag when it deserves a second look.
 
-    Inside the window any attempt at what the grant allows matches; a refused one after
-    an early revocation is flagged "after_revoke". A refused attempt inside the window at
+    Inside the window any attempt at what the grant allows matches; one after an early
+    revocation (or after the expiry, inside the overshoot) is flagged "after_revoke" (or
+    "after_expiry"), whether or not it was refused. A refused attempt inside the window at
     the grant's endpoint or instance but outside its scope (another port, IP or OS user)
     is the holder probing beyond the grant: kept with it, flagged "outside_grant". After
     the window only a refused attempt matches (someone trying an expired grant, flagged
@@ -177,7 +181,7 @@ def match_grant(
             beside.append(grant)
     if inside:
         grant = max(inside, key=lambda g: g.starts_at)
-        return grant, _refusal_flag(event, grant)
+        return grant, _late_flag(event, grant)
     if beside:
         return max(beside, key=lambda g: g.starts_at), "outside_grant"
     if late:

@@ -93,20 +93,24 @@ def test_a_refused_attempt_after_expiry_is_kept_with_the_grant_and_flagged(sandb
     with sqlite_db.transaction() as session:
         grant = make_grant(session, ALICE, starts_at=t0 - timedelta(minutes=50), minutes=30)
     # Expired 20 minutes ago (overshoot 5 min): one refused try, one that got through anyway.
+    # Inside the overshoot, one that got through all the same is the grant's, and flagged.
+    sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=18)))
     sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=15), error_code="AccessDenied"))
     sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=14)))
 
     CloudTrailCollector(make_runtime(sqlite_db)).poll()
 
-    refused, through = _events(sqlite_db)
+    overshoot, refused, through = _events(sqlite_db)
+    assert (overshoot.grant_id, overshoot.error_code, overshoot.flag) == (grant.id, None, "after_expiry")
     assert (refused.grant_id, refused.match, refused.flag) == (grant.id, "grant", "after_expiry")
     assert refused.error_code == "AccessDenied"
     assert (through.grant_id, through.match) == (None, "out_of_band")
-    assert _audit_kinds(sqlite_db) == ["connection.refused", "connection.out_of_band"]
+    assert _audit_kinds(sqlite_db) == ["connection.opened", "connection.refused", "connection.out_of_band"]
     with sqlite_db.transaction() as session:
         [audited] = audit_query(session, since=t0 - timedelta(days=1), instance_id=grant.instance_id)
     assert [(c.allowed, c.error_code, c.flag) for c in audited.connections] == [
-        (False, "AccessDenied", "after_expiry")
+        (True, None, "after_expiry"),
+        (False, "AccessDenied", "after_expiry"),
     ]
 
 
@@ -122,12 +126,17 @@ def test_a_refused_attempt_after_an_early_revoke_is_flagged_as_such(sandbox, sql
             status="revoked",
         )
     sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=15)))
+    sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=10)))  # in the revoke's second
     sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=5), error_code="AccessDenied"))
+    # Got through after the revocation (IAM had not dropped the policy everywhere yet).
+    sandbox.events.record(tunnel_record(ALICE, at=t0 - timedelta(minutes=9, seconds=57)))
 
     CloudTrailCollector(make_runtime(sqlite_db)).poll()
 
-    opened, refused = _events(sqlite_db)
+    opened, just_before, late, refused = _events(sqlite_db)
     assert (opened.grant_id, opened.flag) == (grant.id, None)
+    assert (just_before.grant_id, just_before.flag) == (grant.id, None)
+    assert (late.grant_id, late.error_code, late.flag) == (grant.id, None, "after_revoke")
     assert (refused.grant_id, refused.error_code, refused.flag) == (grant.id, "AccessDenied", "after_revoke")
 
 
