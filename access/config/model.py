@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -154,6 +155,36 @@ class AwsSection(Strict):
         return value
 
 
+TEMPLATE_FIELDS = ("account", "email_local", "email", "user_id")  # what resolve_principal fills in
+TEMPLATE_EXAMPLE = "'arn:aws:iam::{account}:role/eice/{email_local}'"
+
+
+def _check_template(value: str) -> None:
+    """`principal_template` must be an ARN with only the known placeholders, plain (no
+    attribute, index, conversion or format spec), that yields a role or user ARN."""
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:  # an unclosed or stray brace
+        raise ValueError(f"principal_template {value[:80]!r}: {exc}; e.g. {TEMPLATE_EXAMPLE}") from None
+    names = [name for _text, name, _spec, _conv in parts if name is not None]
+    for _text, name, spec, conversion in parts:
+        if name is not None and name not in TEMPLATE_FIELDS:
+            raise ValueError(
+                f"principal_template: {{{name}}} is not a placeholder it can fill "
+                f"(use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
+            )
+        if spec or conversion:
+            raise ValueError(f"principal_template: {{{name}}} takes no conversion or format spec")
+    sample = value.format(
+        account="123456789012", email_local="alice", email="alice@example.com", user_id="U0ALICE"
+    )
+    if not names or not PRINCIPAL_ARN.match(sample):
+        raise ValueError(
+            f"principal_template {value[:80]!r} must give an IAM role or user ARN from "
+            f"placeholders, e.g. {TEMPLATE_EXAMPLE}"
+        )
+
+
 class Config(Strict):
     """A whole `eice.toml`."""
 
@@ -168,11 +199,7 @@ class Config(Strict):
     def _principals(cls, values: dict[str, str]) -> dict[str, str]:
         for key, value in values.items():
             if key == "principal_template":
-                if "{" not in value or not value.startswith("arn:"):
-                    raise ValueError(
-                        "principal_template must be an ARN with placeholders such as "
-                        "'arn:aws:iam::{account}:role/eice/{email_local}'"
-                    )
+                _check_template(value)
                 continue
             if not SLACK_USER.match(key):
                 raise ValueError(f"key {key!r} is not a Slack user ID (U...)")

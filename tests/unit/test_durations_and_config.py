@@ -68,12 +68,44 @@ def test_parse_never_crashes_on_any_text(text: str) -> None:
             '[aws]\ndeployment = "a-very-long-deployment"',
             "aws.deployment: deployment 'a-very-long-deployment'",
         ),
+        (  # a typo in a placeholder loaded fine and then broke every request (KeyError)
+            '[principals]\nprincipal_template = "arn:aws:iam::{acount}:role/eice/{email_local}"',
+            "eice.toml: principals: principal_template: {acount} is not a placeholder it can fill",
+        ),
+        (
+            '[principals]\nprincipal_template = "arn:aws:iam::{account}:role/{email_local"',
+            "principal_template 'arn:aws:iam::{account}:role/{email_local': expected '}'",
+        ),
+        (
+            '[principals]\nprincipal_template = "arn:aws:iam::{account}:role/{email.__class__}"',
+            "{email.__class__} is not a placeholder",
+        ),
+        (
+            '[principals]\nprincipal_template = "arn:aws:iam::{account!r}:role/x"',
+            "{account} takes no conversion or format spec",
+        ),
+        (
+            '[principals]\nprincipal_template = "arn:aws:iam::{account}:policy/{email_local}"',
+            "must give an IAM role or user ARN",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_problem(toml: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(toml, source="eice.toml")
     assert expected in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "arn:aws:iam::{account}:role/eice/{email_local}",
+        "arn:aws:iam::{account}:user/{email}",
+        "arn:aws:iam::{account}:role/{user_id}",
+    ],
+)
+def test_good_principal_templates_are_taken(template: str) -> None:
+    assert parse_config(f'[principals]\nprincipal_template = "{template}"').principal_template == template
 
 
 @pytest.mark.parametrize("name", ["", "prod", "staging-2", "x", "a" * 20])
