@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from access.audit.service import record
 from access.aws.calls import error_code
 from access.config.rules import Target, effective_rule
+from access.durations import format_duration
 from access.errors import Conflict, NotFound
 from access.failpoints import failpoint
 from access.grants import service
@@ -119,10 +120,21 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
 
 def extend_in_place(session: Session, rt: Runtime, request: AccessRequest, *, now: datetime) -> Grant:
     """An approved extension: a later expiry and a new document, re-put under the same name."""
-    grant = session.get(Grant, request.extends_grant_id) if request.extends_grant_id else None
+    # Locked: two extensions approved at once must each see the other's new expiry.
+    grant_id = request.extends_grant_id
+    grant = session.get(Grant, grant_id, with_for_update=True) if grant_id else None
     if grant is None or grant.status not in service.LIVE or grant.expires_at <= now:
         raise Conflict("the grant to extend has already ended; request access again")
     new_expiry = grant.expires_at + timedelta(seconds=request.duration_s)
+    # Checked when the extension was asked for, and again now: two asked for at once (two
+    # clicks, two commands) each fit alone, but not one after the other.
+    rule = effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
+    if new_expiry - grant.starts_at > rule.max_duration:
+        raise Conflict(
+            f"approving would hold grant {grant.id} for {format_duration(new_expiry - grant.starts_at)} in "
+            f"all (it has been extended since this was asked); the rule allows "
+            f"{format_duration(rule.max_duration)}: deny this one"
+        )
     scope = scope_of(grant, rt.installation_id(session))
     document = grant_policy(GrantScope(**{**scope.__dict__, "expires_at": new_expiry}))
     check_policy_fits(document, grant.principal_arn)

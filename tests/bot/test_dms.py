@@ -145,3 +145,36 @@ def test_extend_command_keeps_the_grant_within_the_rules_maximum(world: World) -
     world.driver.command("U0ALICE", f"extend {grant.id} {room}")  # exactly up to the maximum
     extended = eventually(lambda: (g := grant_row(world, grant.id)).expires_at > grant.expires_at and g)
     assert extended.expires_at - extended.starts_at == rule.max_duration
+
+
+def test_two_extensions_asked_at_once_cannot_together_pass_the_rules_maximum(world: World) -> None:
+    db = world.estate.instance("db-1")  # the db rule: one approval (bob's) per request
+    world.driver.command("U0ALICE", "request db-1 30m two extensions")
+    asked = eventually(
+        lambda: world.request_row(requester_id="U0ALICE", instance_id=db.instance_id, status="pending")
+    )
+    world.driver.click("U0BOB", eventually(lambda: world.card_for(asked.id)), Action.APPROVE, value=asked.id)
+    grant = eventually(lambda: live_grant(world, "U0ALICE", db.instance_id))
+    rule = effective_rule(world.rt.config, Target(asked.instance_tags, grant.region, grant.account_id))
+    room = format_duration(rule.max_duration - (grant.expires_at - grant.starts_at))
+
+    for _ in range(2):  # each fits alone when asked for
+        world.driver.command("U0ALICE", f"extend {grant.id} {room}")
+
+    def extensions() -> list[Any]:
+        with world.rt.db.transaction() as s:
+            from access.access_requests.models import AccessRequest
+
+            rows = s.query(AccessRequest).filter_by(extends_grant_id=grant.id, status="pending").all()
+            return rows if len(rows) == 2 else []
+
+    first, second = eventually(extensions)
+    for request in (first, second):
+        card = eventually(lambda r=request: world.card_for(r.id))
+        world.driver.click("U0BOB", card, Action.APPROVE, value=request.id)
+    eventually(lambda: said(world, "U0BOB", "the rule allows"))
+    extended = grant_row(world, grant.id)
+    assert extended.expires_at - extended.starts_at == rule.max_duration  # the first, not both
+    assert extended.extensions == 1
+    assert world.request_row(id=second.id).status == "pending"  # left for bob to deny
+    world.cleanup()
