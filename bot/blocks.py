@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from access.access_requests.models import AccessRequest
-from access.clock import iso
+from access.clock import as_utc, iso
 from access.durations import format_duration
 from access.grants.models import Grant
 from bot.actions import Action
@@ -130,11 +130,20 @@ def decision_line(request: AccessRequest, grant: Grant | None) -> str:
     return line
 
 
-def access_commands(grant: Grant, *, max_tunnel_s: int) -> list[str]:
-    """The three ready-made commands for a grant (its region, port and OS user), with a tunnel
-    duration the policy allows."""
+def seconds_left(expires_at: datetime) -> str:
+    """Shell arithmetic for the tunnel duration to ask for when the command runs: the whole
+    seconds left until `expires_at`, at most 3600. The grant policy allows at least that at
+    any moment of the grant (a number worked out when the DM was sent would be refused once
+    a later slice of the policy's last hour began). POSIX `sh`, bash and zsh all read it."""
+    end = int(as_utc(expires_at).timestamp())
+    return f"$(( ({end} - $(date +%s)) < 3600 ? ({end} - $(date +%s)) : 3600 ))"
+
+
+def access_commands(grant: Grant) -> list[str]:
+    """The three ready-made commands for a grant (its region, port and OS user), each asking
+    for a tunnel duration the policy allows whenever it is run."""
     i, u, e, r = grant.instance_id, grant.os_user, grant.endpoint_id, grant.region
-    s = max(max_tunnel_s, 1)
+    s = seconds_left(grant.expires_at)
     port = f" --port {grant.port}" if grant.port != 22 else ""
     ssh_port = f" --ssh-port {grant.port}" if grant.port != 22 else ""
     return [
@@ -156,7 +165,7 @@ def access_dm(
     head = (
         f":key: Your access to {instance_label(request)} is {verb}. It ends {slack_date(grant.expires_at)}."
     )
-    commands = "\n".join(access_commands(grant, max_tunnel_s=max_tunnel_s))
+    commands = "\n".join(access_commands(grant))
     blocks: Blocks = [
         _section(head),
         _section(f"```{commands}```"),
@@ -165,7 +174,8 @@ def access_dm(
             "elements": [
                 _md(
                     f"Grant `{grant.id}` · port {grant.port} · OS user `{grant.os_user}` · "
-                    f"tunnels opened now may last {format_duration(max_tunnel_s)}"
+                    f"tunnels opened now may last {format_duration(max_tunnel_s)} (each command asks "
+                    "for the time left when it runs)"
                 )
             ],
         },

@@ -49,7 +49,7 @@ def test_the_dms_eice_ssh_command_works_as_given_for_a_grant_on_another_port(sta
         instance_id=stack.web.instance_id, os_user="ec2-user", endpoint_id=stack.endpoint_id,
         region="us-east-1", private_ip=stack.web.private_ip, port=2222, expires_at=expires,
     )  # fmt: skip
-    [command, *_aws_cli] = access_commands(grant, max_tunnel_s=1800)
+    [command, *_aws_cli] = access_commands(grant)
     assert command.startswith("eice ssh ") and "--port 2222" in command and "--region us-east-1" in command
     ssh_server = stack.sandbox.targets[(stack.web.private_ip, 22)]
     stack.sandbox.targets[(stack.web.private_ip, 2222)] = ssh_server  # the instance's sshd on 2222
