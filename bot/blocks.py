@@ -139,19 +139,23 @@ def seconds_left(expires_at: datetime) -> str:
     return f"$(( ({end} - $(date +%s)) < 3600 ? ({end} - $(date +%s)) : 3600 ))"
 
 
-def access_commands(grant: Grant) -> list[str]:
+def access_commands(grant: Grant, dns_name: str | None = None) -> list[str]:
     """The three ready-made commands for a grant (its region, port and OS user), each asking
-    for a tunnel duration the policy allows whenever it is run."""
+    for a tunnel duration the policy allows whenever it is run. Given the endpoint's DNS
+    name, `eice ssh` and `open-tunnel` are told the endpoint and IP and look nothing up, so
+    the grant's own permissions are all they need (no `ec2:Describe*`)."""
     i, u, e, r = grant.instance_id, grant.os_user, grant.endpoint_id, grant.region
     s = seconds_left(grant.expires_at)
     port = f" --port {grant.port}" if grant.port != 22 else ""
     ssh_port = f" --ssh-port {grant.port}" if grant.port != 22 else ""
+    where = f" --endpoint-id {e} --dns-name {dns_name} --private-ip {grant.private_ip}" if dns_name else ""
+    dns = f" --instance-connect-endpoint-dns-name {dns_name}" if dns_name else ""
     return [
-        f"eice ssh {i} --region {r} --expires {iso(grant.expires_at)} --os-user {u}{port}",
+        f"eice ssh {i} --region {r}{where} --expires {iso(grant.expires_at)} --os-user {u}{port}",
         f"aws ec2-instance-connect ssh --region {r} --instance-id {i} --os-user {u}{ssh_port} "
         f"--connection-type eice --eice-options maxTunnelDuration={s},endpointId={e}",
         f"aws ec2-instance-connect open-tunnel --region {r} --instance-id {i} "
-        f"--instance-connect-endpoint-id {e} "
+        f"--instance-connect-endpoint-id {e}{dns} "
         f"--private-ip-address {grant.private_ip} --remote-port {grant.port} --local-port 2222 "
         f"--max-tunnel-duration {s}",
     ]
@@ -165,7 +169,7 @@ def access_dm(
     head = (
         f":key: Your access to {instance_label(request)} is {verb}. It ends {slack_date(grant.expires_at)}."
     )
-    commands = "\n".join(access_commands(grant))
+    commands = "\n".join(access_commands(grant, request.endpoint_dns or None))
     blocks: Blocks = [
         _section(head),
         _section(f"```{commands}```"),

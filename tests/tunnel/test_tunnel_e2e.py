@@ -49,8 +49,13 @@ def test_the_dms_eice_ssh_command_works_as_given_for_a_grant_on_another_port(sta
         instance_id=stack.web.instance_id, os_user="ec2-user", endpoint_id=stack.endpoint_id,
         region="us-east-1", private_ip=stack.web.private_ip, port=2222, expires_at=expires,
     )  # fmt: skip
-    [command, *_aws_cli] = access_commands(grant)
+    [command, _ssh, tunnel] = access_commands(grant, stack.dns_name)
     assert command.startswith("eice ssh ") and "--port 2222" in command and "--region us-east-1" in command
+    assert f"--instance-connect-endpoint-dns-name {stack.dns_name} " in tunnel
+    described = {
+        name: stack.sandbox.faults.counts[f"ec2:{name}"]
+        for name in ("DescribeInstances", "DescribeInstanceConnectEndpoints")
+    }
     ssh_server = stack.sandbox.targets[(stack.web.private_ip, 22)]
     stack.sandbox.targets[(stack.web.private_ip, 2222)] = ssh_server  # the instance's sshd on 2222
     try:
@@ -68,6 +73,8 @@ def test_the_dms_eice_ssh_command_works_as_given_for_a_grant_on_another_port(sta
         del stack.sandbox.targets[(stack.web.private_ip, 2222)]
     assert (pasted.returncode, pasted.stdout, pasted.stderr) == (0, "web-1\n", "")
     assert on_22.returncode != 0 and "AccessDenied" in on_22.stderr  # the grant is for 2222 only
+    # Told the endpoint and IP, it looked nothing up: the grant's permissions are enough.
+    assert {name: stack.sandbox.faults.counts[f"ec2:{name}"] for name in described} == described
 
 
 def test_eice_ssh_over_wss_with_the_sandbox_ca(stack: Stack) -> None:
