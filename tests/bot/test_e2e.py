@@ -35,7 +35,8 @@ def test_request_approve_dm_and_revoke(any_world: World) -> None:
 
     dm = eventually(lambda: [m for m in w.slack.dms("U0ALICE") if grant.id in str(m.blocks)])[0]
     body = str(dm.blocks)
-    assert f"eice ssh {web.instance_id} --region {grant.region} --expires " in body
+    assert f"eice ssh {web.instance_id} --region {grant.region} --endpoint-id {grant.endpoint_id} " in body
+    assert f"--private-ip {web.private_ip} --expires " in body
     assert "--connection-type eice --eice-options maxTunnelDuration=" in body
     assert f"open-tunnel --region {grant.region} --instance-id {web.instance_id}" in body
     assert f"--private-ip-address {web.private_ip} --remote-port 22 --local-port 2222" in body
