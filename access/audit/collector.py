@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.orm import Session
 
 from access.audit.cloudtrail_models import CollectorWatermark
@@ -101,11 +101,21 @@ class CloudTrailCollector:
         return self._account
 
     def poll(self) -> PollReport:
-        """One pass over every configured region, then the bot's IAM calls in us-east-1."""
+        """One pass over every configured region, then the bot's IAM calls in us-east-1.
+
+        A region that fails (after the retries) is reported in `failed` and skipped: the
+        others are still collected, and its watermark stays where it was, so the next poll
+        starts it again from there.
+        """
         report = PollReport()
-        for region in self.rt.regions:
-            self._poll_source(region, EICE_SOURCE, report)
-        self._poll_source(IAM_REGION, IAM_SOURCE, report)
+        sources = [(region, EICE_SOURCE) for region in self.rt.regions] + [(IAM_REGION, IAM_SOURCE)]
+        for region, source in sources:
+            try:
+                self._poll_source(region, source, report)
+            except (ClientError, BotoCoreError) as exc:
+                why = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                report.failed[f"{region}/{source}"] = why
+                log.error("CloudTrail %s in %s: %s; the other regions go on", source, region, exc)
         return report
 
     def _poll_source(self, region: str, source: str, report: PollReport) -> None:

@@ -40,6 +40,7 @@ class PollReport:
     bot_iam: int = 0
     throttled: int = 0
     watermarks: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # "region/source" -> error code
 
 
 def store_page(

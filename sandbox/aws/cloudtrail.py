@@ -219,6 +219,9 @@ class LookupEventsService:
         self.faults.count_lookup(region, accepted=accepted)
         if not accepted:
             return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        if region in self.faults.lookup_refused_regions:
+            message = f"User is not authorized to perform cloudtrail:LookupEvents in {region}"
+            return 400, {"__type": "AccessDeniedException", "message": message}
         try:
             request = json.loads(body or b"{}")
             return 200, lookup_events(self.events, request, region)

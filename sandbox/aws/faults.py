@@ -47,6 +47,7 @@ class FaultConfig:
         "iam_latency_s",
         "refused_roles",
         "lookup_events_rate_per_s",
+        "lookup_refused_regions",
     )
 
     def __init__(self) -> None:
@@ -57,6 +58,8 @@ class FaultConfig:
         self.refused_roles: dict[str, str] = {}
         # CloudTrail's documented LookupEvents limit, per account and region.
         self.lookup_events_rate_per_s = 2.0
+        # Regions where LookupEvents answers AccessDenied (an SCP that denies a region).
+        self.lookup_refused_regions: list[str] = []
         self.counters = CallCounters()
         self._random = random.Random()
 
@@ -81,6 +84,8 @@ class FaultConfig:
                     if bad:
                         raise ValueError(f"refusal codes must be one of {sorted(REFUSAL_STATUS)}")
                     self.refused_roles = dict(value)
+                elif name == "lookup_refused_regions":
+                    self.lookup_refused_regions = [str(region) for region in value]
                 else:
                     setattr(self, name, float(value))
 
@@ -92,6 +97,7 @@ class FaultConfig:
             self.iam_latency_s = 0.0
             self.refused_roles = {}
             self.lookup_events_rate_per_s = 2.0
+            self.lookup_refused_regions = []
 
     def reset_counters(self) -> None:
         with self._lock:

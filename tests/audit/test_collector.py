@@ -399,3 +399,17 @@ def test_a_refused_attempt_beside_the_grant_is_kept_with_it_and_flagged(sandbox,
     with sqlite_db.transaction() as session:
         [audited] = audit_query(session, since=t0 - timedelta(days=1), grant_id=grant.id)
     assert [(c.allowed, c.flag) for c in audited.connections] == [(False, "outside_grant")] * 3
+
+
+def test_a_region_that_refuses_does_not_stop_the_others(sandbox, sqlite_db) -> None:
+    sandbox.events.record(tunnel_record(MALLORY, at=now() - timedelta(minutes=1)))  # us-east-1
+    sandbox.faults.update({"lookup_refused_regions": ["eu-west-1"]})  # first in the list
+    try:
+        rt = make_runtime(sqlite_db, regions=("eu-west-1", "us-east-1"))
+        report = CloudTrailCollector(rt, account=ACCOUNT).poll()
+    finally:
+        sandbox.faults.clear()
+    assert report.failed == {"eu-west-1/ec2-instance-connect.amazonaws.com": "AccessDeniedException"}
+    assert report.new == 1  # us-east-1's event, collected all the same
+    assert "us-east-1/ec2-instance-connect.amazonaws.com" in report.watermarks
+    assert "eu-west-1/ec2-instance-connect.amazonaws.com" not in report.watermarks  # again next time
