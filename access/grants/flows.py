@@ -12,6 +12,7 @@ import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access.audit.service import record
@@ -27,6 +28,7 @@ from access.grants.policy import (
     check_policy_fits,
     grant_policy,
     policy_name,
+    policy_size,
     truncate_to_second,
 )
 from access.ids import new_id
@@ -66,6 +68,23 @@ def scope_of(grant: Grant, owner: str = "") -> GrantScope:
     )
 
 
+def live_policies_size(session: Session, grant: Grant) -> int:
+    """Characters of this bot's other live grant policies on `grant`'s principal.
+
+    The request was checked against the principal's inline policies when it was asked for;
+    grants approved since (several requests pending at once) are counted here, at approval,
+    so that IAM's shared quota is not found full only at `PutRolePolicy`.
+    """
+    documents = session.scalars(
+        select(Grant.policy_document).where(
+            Grant.principal_arn == grant.principal_arn,
+            Grant.status.in_(service.LIVE),
+            Grant.id != grant.id,
+        )
+    )
+    return sum(policy_size(document) for document in documents)
+
+
 def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: datetime) -> Grant:
     """Insert the grant row (status applying, claimed by this process) for an approved request."""
     rule = effective_rule(rt.config, Target(request.instance_tags, request.region, request.account_id))
@@ -98,7 +117,7 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
         applied_version=0,
     )
     grant.policy_document = grant_policy(scope_of(grant, rt.installation_id(session)))
-    check_policy_fits(grant.policy_document, grant.principal_arn)
+    check_policy_fits(grant.policy_document, grant.principal_arn, used=live_policies_size(session, grant))
     session.add(grant)
     session.flush()
     record(
@@ -137,7 +156,7 @@ def extend_in_place(session: Session, rt: Runtime, request: AccessRequest, *, no
         )
     scope = scope_of(grant, rt.installation_id(session))
     document = grant_policy(GrantScope(**{**scope.__dict__, "expires_at": new_expiry}))
-    check_policy_fits(document, grant.principal_arn)
+    check_policy_fits(document, grant.principal_arn, used=live_policies_size(session, grant))
     won = service.transition(
         session,
         grant.id,

@@ -10,8 +10,9 @@ from access.access_requests.prepare import RequestInput
 from access.audit.models import AuditEvent
 from access.config.permissions import Actor
 from access.errors import AccessError, Ambiguous, AwsError, InvalidInput, NotFound, PolicyTooLarge
+from access.grants.models import Grant
 from access.runtime import Runtime
-from access.workflows import submit_request
+from access.workflows import approve_request, submit_request
 from sandbox.aws.seed import Estate
 from sandbox.aws.server import AwsSandbox
 
@@ -123,3 +124,26 @@ def test_a_grant_that_would_not_fit_beside_the_roles_other_policies_is_refused_b
     lists = aws.faults.counts["iam:ListRolePolicies"]
     assert submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "1h")).request.status == "pending"
     assert aws.faults.counts["iam:ListRolePolicies"] - lists == 1
+
+
+def test_requests_pending_together_are_checked_against_the_quota_again_at_approval(
+    rt: Runtime, aws: AwsSandbox, estate: Estate
+) -> None:
+    """Each of three 1-hour requests fits the empty role when asked for; two grants fill it."""
+    worker = next(i for i in estate.instances if i.name == "worker" and i.env == "prod")
+    asked = [
+        submit_request(rt, RequestInput(Actor("U0ALICE"), ref, "1h")).request.id
+        for ref in ("web-1", worker.instance_id, "db-1")
+    ]
+    approve_request(rt, asked[0], Actor("U0BOB"))
+    approve_request(rt, asked[1], Actor("U0BOB"))
+    puts = aws.faults.counts["iam:PutRolePolicy"]
+    approve_request(rt, asked[2], Actor("U0BOB"))  # db-1 needs two approvals
+    with pytest.raises(PolicyTooLarge) as caught:
+        approve_request(rt, asked[2], Actor("U0CAROL"))
+    assert "the role already has" in caught.value.message
+    assert "IAM allows 10,240" in caught.value.message
+    assert aws.faults.counts["iam:PutRolePolicy"] == puts  # refused before IAM was asked
+    with rt.db.transaction() as session:
+        assert session.get(AccessRequest, asked[2]).status == "pending"  # for an approver to deny
+        assert session.scalar(select(func.count()).select_from(Grant)) == 2
