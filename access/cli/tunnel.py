@@ -21,9 +21,11 @@ from access.tunnel.target import TunnelTarget, resolve_target
 
 
 def _session(region: str | None) -> Any:
+    """A boto3 session in `region`, else `AWS_REGION` (which boto3 itself does not read, but
+    other AWS SDKs and the bot do), else botocore's own chain (`AWS_DEFAULT_REGION`, profile)."""
     import boto3
 
-    return boto3.Session(region_name=region)
+    return boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
 
 
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:

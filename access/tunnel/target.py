@@ -64,7 +64,7 @@ def resolve_target(
     """
     region = session.region_name
     if not region:
-        raise TunnelError("no AWS region: pass --region or set AWS_REGION")
+        raise TunnelError("no AWS region: pass --region, or set AWS_REGION or AWS_DEFAULT_REGION")
     if endpoint_id and dns_name and private_ip:
         return TunnelTarget(region, endpoint_id, dns_name, private_ip, remote_port, instance)
     ec2 = session.client("ec2")

@@ -77,6 +77,22 @@ def test_the_dms_eice_ssh_command_works_as_given_for_a_grant_on_another_port(sta
     assert {name: stack.sandbox.faults.counts[f"ec2:{name}"] for name in described} == described
 
 
+def test_eice_ssh_takes_its_region_from_aws_region_or_says_how_to_give_one(stack: Stack) -> None:
+    with holding(stack, "alice", grant_document(stack)) as alice:
+        env = {k: v for k, v in alice.env(stack).items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+        command = [*EICE, "ssh", stack.web.instance_id, "--expires", _expires(), "--", "hostname"]
+        regional = subprocess.run(
+            command, env={**env, "AWS_REGION": "us-east-1"}, capture_output=True, text=True
+        )
+        nowhere = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert (regional.returncode, regional.stdout) == (0, "web-1\n"), regional.stderr
+    assert nowhere.returncode != 0
+    assert (
+        nowhere.stderr.strip()
+        == "eice: no AWS region: pass --region, or set AWS_REGION or AWS_DEFAULT_REGION"
+    )
+
+
 def test_eice_ssh_over_wss_with_the_sandbox_ca(stack: Stack) -> None:
     env_extra = {"EICE_TUNNEL_SCHEME": "wss", "AWS_CA_BUNDLE": str(ca_path(stack))}
     with holding(stack, "alice", grant_document(stack)) as alice:
