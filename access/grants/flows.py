@@ -8,6 +8,7 @@ Revocation (DeleteRolePolicy) lives in `access.grants.revoke`.
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from access.access_requests.models import AccessRequest
     from access.runtime import Runtime
 
+log = logging.getLogger(__name__)
 APPLY_FAILED = "apply failed"
 # IAM answers that will not change by retrying: the grant fails (applying) or is flagged (revoking).
 PERMANENT_PUT_ERRORS = frozenset(
@@ -186,6 +188,31 @@ def extend_in_place(session: Session, rt: Runtime, request: AccessRequest, *, no
     return grant
 
 
+def _undo_late_put(rt: Runtime, grant_id: str, principal: str, name: str, put_request_id: str | None) -> str:
+    """The grant ended (revoked early, say) while its put was in flight: the put may have
+    landed after the revocation's delete and put access back. Take the policy off again at
+    once, rather than leave it to the reconciler's next pass. Returns the grant's status."""
+    try:
+        delete_request_id = rt.iam.delete(principal, name)
+    except Exception as exc:  # the reconciler removes it as an orphan on its next pass
+        log.error("grant %s ended during its put; could not delete %s again: %s", grant_id, name, exc)
+        delete_request_id = None
+    with rt.db.transaction() as session:
+        grant = session.get(Grant, grant_id)
+        assert grant is not None
+        record(
+            session,
+            "grant.late_put_undone",
+            actor="eice",
+            at=rt.clock.now(),
+            request_id=grant.request_id,
+            grant_id=grant_id,
+            instance_id=grant.instance_id,
+            detail={"put_request_id": put_request_id, "delete_request_id": delete_request_id},
+        )
+        return grant.status
+
+
 def backoff_s(attempts: int) -> float:
     """Capped exponential backoff with jitter for retrying IAM: 1, 2, 4 ... 60 s."""
     return min(60.0, 2.0 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
@@ -215,6 +242,12 @@ def apply_grant(rt: Runtime, grant_id: str) -> str:
         return _apply_failed(rt, grant_id, exc)
     failpoint("after_put_before_commit")
     now = rt.clock.now()
+    with rt.db.transaction() as session:
+        grant = session.get(Grant, grant_id)
+        assert grant is not None
+        ended = grant.status not in service.LIVE
+    if ended:
+        return _undo_late_put(rt, grant_id, principal, name, request_id)
     with rt.db.transaction() as session:
         grant = session.get(Grant, grant_id)
         assert grant is not None

@@ -48,6 +48,7 @@ class FaultConfig:
         "refused_roles",
         "lookup_events_rate_per_s",
         "lookup_refused_regions",
+        "iam_put_delay_s",
     )
 
     def __init__(self) -> None:
@@ -60,6 +61,8 @@ class FaultConfig:
         self.lookup_events_rate_per_s = 2.0
         # Regions where LookupEvents answers AccessDenied (an SCP that denies a region).
         self.lookup_refused_regions: list[str] = []
+        # Seconds a policy put waits before IAM takes it (a put still in flight).
+        self.iam_put_delay_s = 0.0
         self.counters = CallCounters()
         self._random = random.Random()
 
@@ -98,6 +101,7 @@ class FaultConfig:
             self.refused_roles = {}
             self.lookup_events_rate_per_s = 2.0
             self.lookup_refused_regions = []
+            self.iam_put_delay_s = 0.0
 
     def reset_counters(self) -> None:
         with self._lock:

@@ -52,6 +52,8 @@ def handle_iam(
     faults = sandbox.faults
     if faults.iam_latency_s > 0:
         threading.Event().wait(faults.iam_latency_s)
+    if faults.iam_put_delay_s > 0 and action in ("PutRolePolicy", "PutUserPolicy"):
+        threading.Event().wait(faults.iam_put_delay_s)
     fault = faults.iam_fault()
     if fault == "Throttling":
         return iam_error("Throttling", "Rate exceeded", 400)

@@ -22,7 +22,8 @@ from access.scheduler.clock import GrantClock
 from access.scheduler.reaper import reap
 from access.workflows import approve_request, revoke_now, submit_request
 from sandbox.aws.seed import Estate
-from tests.core.conftest import make_runtime
+from sandbox.aws.server import AwsSandbox
+from tests.core.conftest import iam_grant_policies, make_runtime
 
 ALICE = Actor("U0ALICE")
 BOB = Actor("U0BOB")
@@ -259,3 +260,36 @@ def test_a_grant_revoked_past_the_overdue_line_raises_its_one_alert(
         )
     assert [a.detail["revoked_late_s"] for a in alerts] == [300.0]
     assert grant_of(rt, grant.request_id).overdue_at is not None
+
+
+def test_a_put_that_lands_after_an_early_revoke_is_taken_off_again(
+    rt: Runtime, aws: AwsSandbox, estate: Estate
+) -> None:
+    """Approve, and while the grant's PutRolePolicy is still in flight, revoke: the revoke's
+    delete finds nothing, then the put lands. The policy must not stay on the role."""
+    import threading
+
+    alice = estate.role_arns["alice"]
+    request_id = submit_request(rt, RequestInput(Actor("U0ALICE"), "web-1", "30m")).request.id
+    aws.faults.update({"iam_put_delay_s": 3.0})
+    try:
+        approving = threading.Thread(target=approve_request, args=(rt, request_id, Actor("U0BOB")))
+        approving.start()
+        deadline = time.monotonic() + 10
+        grant = None
+        while grant is None and time.monotonic() < deadline:
+            with rt.db.transaction() as session:
+                grant = session.scalars(select(Grant).where(Grant.request_id == request_id)).first()
+            time.sleep(0.05)
+        assert grant is not None and grant.status == GrantStatus.APPLYING  # its put is in flight
+        assert revoke_now(rt, grant.id, Actor("U0ADMIN"), reason="changed my mind") == "revoked"
+        assert grant.policy_name not in iam_grant_policies(rt, alice)  # the put has not landed yet
+        approving.join(30)
+    finally:
+        aws.faults.update({"iam_put_delay_s": 0.0})
+    assert not approving.is_alive()
+    assert grant.policy_name not in iam_grant_policies(rt, alice)  # landed, and taken off again
+    with rt.db.transaction() as session:
+        assert session.get(Grant, grant.id).status == GrantStatus.REVOKED
+        kinds = [a.kind for a in session.scalars(select(AuditEvent).where(AuditEvent.grant_id == grant.id))]
+    assert "grant.late_put_undone" in kinds and "grant.reapplied" not in kinds
