@@ -56,7 +56,8 @@ class CloudTrailEvent(Base):
 
 
 class CollectorWatermark(Base):
-    """The newest eventTime seen per (account, region, event source)."""
+    """The newest eventTime seen per (account, region, event source), and when the
+    collector last looked back over its whole late-delivery window for that source."""
 
     __tablename__ = "collector_watermarks"
 
@@ -65,3 +66,4 @@ class CollectorWatermark(Base):
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     watermark: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    late_pass_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

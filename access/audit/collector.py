@@ -4,7 +4,9 @@ Events are kept once (by EventId), tied to the grant that allowed them by princi
 target and time, and the rest ("someone used EICE without this bot") is kept as
 out-of-band and announced (see `access.audit.store`). CloudTrail delivers late
 (minutes, sometimes over an hour) and not in eventTime order, so each poll starts an
-overlap window before the newest eventTime already seen.
+overlap window before the newest eventTime already seen, and once in a while (a "late
+pass", `[audit] late_pass_every`) it starts `[audit] late_window` before it instead, for
+what came later than the overlap.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ class CloudTrailCollector:
 
     Args:
         rt: the runtime (database, config regions, AWS clients, clock).
-        overlap: how far before the watermark each poll starts again (late delivery).
+        overlap: how far before the watermark each poll starts again (default `[audit]`).
+        late_window: how far before it a late pass starts (default `[audit]`).
+        late_every: how often each source gets a late pass (default `[audit]`).
         lookback: where the very first poll starts.
         rate_per_s: LookupEvents calls a second per region (CloudTrail allows 2).
         expiry_grace: how long after a grant's end a refused attempt still belongs to it.
@@ -71,7 +75,9 @@ class CloudTrailCollector:
         self,
         rt: Runtime,
         *,
-        overlap: timedelta = timedelta(minutes=15),
+        overlap: timedelta | None = None,
+        late_window: timedelta | None = None,
+        late_every: timedelta | None = None,
         lookback: timedelta = timedelta(hours=1),
         rate_per_s: float = 1.5,
         expiry_grace: timedelta = timedelta(hours=1),
@@ -80,7 +86,10 @@ class CloudTrailCollector:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.rt = rt
-        self.overlap = overlap
+        audit = rt.config.audit
+        self.overlap = audit.overlap if overlap is None else overlap
+        self.late_window = audit.late_window if late_window is None else late_window
+        self.late_every = audit.late_pass_every if late_every is None else late_every
         self.lookback = lookback
         self.rate_per_s = rate_per_s
         self.expiry_grace = expiry_grace
@@ -123,7 +132,12 @@ class CloudTrailCollector:
         with self.rt.db.transaction() as session:
             row = session.get(CollectorWatermark, (self.account, region, source))
             previous = row.watermark if row else None
-        start = previous - self.overlap if previous else now - self.lookback
+            last_late = row.late_pass_at if row else None
+        late = previous is not None and (last_late is None or now - last_late >= self.late_every)
+        if previous is None:
+            start = now - self.lookback  # the first poll: nothing older is this bot's business
+        else:
+            start = previous - (self.late_window if late else self.overlap)
         newest = previous
         for page in self._pages(region, source, start, now, report):
             self._yield_to_revocations()
@@ -143,8 +157,10 @@ class CloudTrailCollector:
                 )
         if newest is not None:
             with self.rt.db.transaction() as session:
-                self._save_watermark(session, region, source, newest)
+                self._save_watermark(session, region, source, newest, late_pass_at=now if late else None)
             report.watermarks[f"{region}/{source}"] = newest.isoformat()
+        if late:
+            report.late_passes.append(f"{region}/{source}")
 
     def _yield_to_revocations(self) -> None:
         """Wait (up to `MAX_YIELD_S` per page) while the reaper is revoking: access ending
@@ -191,10 +207,14 @@ class CloudTrailCollector:
                 self._sleep(min(8.0, 0.5 * 2**attempt))
         raise AssertionError("unreachable")
 
-    def _save_watermark(self, session: Session, region: str, source: str, newest: datetime) -> None:
+    def _save_watermark(
+        self, session: Session, region: str, source: str, newest: datetime, *, late_pass_at: datetime | None
+    ) -> None:
+        """Move the watermark forward (never back); `late_pass_at` when this poll was a late pass."""
         row = session.get(CollectorWatermark, (self.account, region, source))
         now = self.rt.clock.now()
         if row is None:
+            # The first poll read back `lookback`: the first late pass is due `late_every` on.
             session.add(
                 CollectorWatermark(
                     account=self.account,
@@ -202,10 +222,14 @@ class CloudTrailCollector:
                     source=source,
                     watermark=newest,
                     updated_at=now,
+                    late_pass_at=now,
                 )
             )
-        elif newest > row.watermark:
+            return
+        if newest > row.watermark:
             row.watermark, row.updated_at = newest, now
+        if late_pass_at is not None:
+            row.late_pass_at = late_pass_at
 
 
 def collector_tick(rt: Runtime, collector: CloudTrailCollector | None = None) -> dict[str, Any]:

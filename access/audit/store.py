@@ -41,6 +41,7 @@ class PollReport:
     throttled: int = 0
     watermarks: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # "region/source" -> error code
+    late_passes: list[str] = field(default_factory=list)  # "region/source" read back `late_window`
 
 
 def store_page(

@@ -155,6 +155,26 @@ class AwsSection(Strict):
         return value
 
 
+class AuditSection(Strict):
+    """How the CloudTrail collector allows for late delivery (FACTS: minutes on average,
+    sometimes over an hour). Every poll starts `overlap` before the newest event seen;
+    every `late_pass_every` it starts `late_window` before it instead."""
+
+    overlap: Duration = timedelta(minutes=15)
+    late_window: Duration = timedelta(hours=6)
+    late_pass_every: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _windows(self) -> AuditSection:
+        if self.late_window < self.overlap:
+            raise ValueError(f"late_window ({self.late_window}) must be at least overlap ({self.overlap})")
+        if self.late_window > timedelta(days=90):
+            raise ValueError("late_window cannot exceed 90 days (CloudTrail keeps no more)")
+        if self.late_pass_every < timedelta(minutes=1):
+            raise ValueError("late_pass_every must be at least 1 minute")
+        return self
+
+
 TEMPLATE_FIELDS = ("account", "email_local", "email", "user_id")  # what resolve_principal fills in
 TEMPLATE_EXAMPLE = "'arn:aws:iam::{account}:role/eice/{email_local}'"
 
@@ -189,6 +209,7 @@ class Config(Strict):
     """A whole `eice.toml`."""
 
     aws: AwsSection = Field(default_factory=AwsSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[Rule] = Field(default_factory=list)
     principals: dict[str, str] = Field(default_factory=dict)

@@ -11,10 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from access.access_requests.models import AccessRequest, Approval
+from access.audit.cloudtrail_models import CloudTrailEvent
+from access.audit.models import AuditEvent
 from access.aws.calls import AwsClients
 from access.aws.iam import IamPolicies
 from access.config.model import Config
@@ -23,6 +25,7 @@ from access.grants.models import Grant
 from access.grants.policy import policy_name
 from access.ids import new_id
 from access.migrate import upgrade
+from access.outbox.models import OutboxMessage
 from access.runtime import Runtime
 from sandbox.aws.account import bot_session
 from sandbox.aws.events import cloudtrail_record
@@ -310,3 +313,21 @@ def ssh_key_record(
 
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def stored_events(db: Database) -> list[CloudTrailEvent]:
+    """The collected CloudTrail events, oldest first."""
+    with db.transaction() as session:
+        return list(session.scalars(select(CloudTrailEvent).order_by(CloudTrailEvent.event_time)))
+
+
+def outbox_of(db: Database, kind: str) -> list[OutboxMessage]:
+    """The queued Slack messages of one kind."""
+    with db.transaction() as session:
+        return list(session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)))
+
+
+def audit_kinds(db: Database) -> list[str]:
+    """The audit rows' kinds, in chain order."""
+    with db.transaction() as session:
+        return [row.kind for row in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]

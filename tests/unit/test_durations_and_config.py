@@ -88,6 +88,11 @@ def test_parse_never_crashes_on_any_text(text: str) -> None:
             '[principals]\nprincipal_template = "arn:aws:iam::{account}:policy/{email_local}"',
             "must give an IAM role or user ARN",
         ),
+        ('[audit]\nlate_windw = "6h"', "eice.toml: audit.late_windw: unknown key"),
+        ('[audit]\nlate_window = "10m"', "late_window (0:10:00) must be at least overlap (0:15:00)"),
+        ('[audit]\nlate_window = "100d"', "late_window cannot exceed 90 days"),
+        ('[audit]\nlate_pass_every = "30s"', "late_pass_every must be at least 1 minute"),
+        ('[audit]\noverlap = "later"', "audit.overlap: cannot read duration"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(toml: str, expected: str) -> None:
@@ -123,6 +128,12 @@ def test_defaults_without_a_file_are_safe() -> None:
     assert config.defaults.allow_self_approval is False
     assert config.defaults.approvers == []  # nobody can approve until configured
     assert config.break_glass.enabled is False
+    # CloudTrail delivers in minutes, sometimes hours: every poll overlaps, a pass an hour goes far back.
+    assert (config.audit.overlap, config.audit.late_window, config.audit.late_pass_every) == (
+        timedelta(minutes=15),
+        timedelta(hours=6),
+        timedelta(hours=1),
+    )
 
 
 def test_first_matching_rule_wins_over_defaults() -> None:
