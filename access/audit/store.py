@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session, defer
 
 from access.audit.cloudtrail_models import CloudTrailEvent
@@ -24,6 +24,9 @@ from access.outbox.service import enqueue
 
 EICE_SOURCE = "ec2-instance-connect.amazonaws.com"
 IAM_SOURCE = "iam.amazonaws.com"
+# Any constant other than the audit chain's: the key of the lock that orders page stores.
+_STORE_LOCK = 0x6569636563740000  # "eicect"
+
 POLICY_EVENTS = frozenset({"PutRolePolicy", "DeleteRolePolicy", "PutUserPolicy", "DeleteUserPolicy"})
 
 
@@ -64,6 +67,11 @@ def store_page(
     """
     if not events:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        # Two servers of one installation both collect. Taken before the look-up below, this
+        # makes the second wait and then find the first one's rows, instead of failing on
+        # the event-ID key (SQLite's BEGIN IMMEDIATE already does as much).
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STORE_LOCK})
     ids = {e.event_id for e in events}
     known = set(session.scalars(select(CloudTrailEvent.event_id).where(CloudTrailEvent.event_id.in_(ids))))
     fresh = {e.event_id: e for e in events if e.event_id not in known}

@@ -5,7 +5,9 @@ out-of-band use, paging under the rate limit and the bot's own IAM calls. Flags 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import threading
 from datetime import timedelta
 
 import pytest
@@ -13,8 +15,10 @@ from sqlalchemy import func, select
 
 from access.audit.cloudtrail_models import CloudTrailEvent
 from access.audit.collector import CloudTrailCollector, chain_witness, collector_tick
+from access.audit.matching import parse_event
 from access.audit.queries import audit_query, out_of_band_events
 from access.audit.service import chain_head, verify_chain
+from access.audit.store import PollReport, store_page
 from access.grants.policy import policy_name
 from access.ids import new_id
 from tests.audit.conftest import (
@@ -239,3 +243,36 @@ def test_chain_witness_queues_the_head_for_the_audit_channel(sandbox, sqlite_db)
     with sqlite_db.transaction() as session:
         assert (message.payload["seq"], message.payload["hash"]) == chain_head(session)
     assert payload["seq"] == 1
+
+
+def test_two_collectors_storing_the_same_page_at_once_keep_it_once(sandbox, db) -> None:
+    """Two servers of one installation both collect: a page stored by both at the same moment
+    is kept once, and the second collector carries on instead of failing on the event-ID key."""
+    t0 = now()
+    with db.transaction() as session:
+        make_grant(session, ALICE, starts_at=t0 - timedelta(minutes=20))
+    records = [tunnel_record(ALICE, at=t0 - timedelta(minutes=m)) for m in (3, 2, 1)]
+    page = [parse_event({"CloudTrailEvent": json.dumps(r)}) for r in records]
+    clock = make_runtime(db).clock
+    second = PollReport()
+    failures: list[BaseException] = []
+
+    def store_again() -> None:
+        try:
+            with db.transaction() as session:
+                store_page(session, page, clock=clock, grace=timedelta(hours=1), report=second)
+        except BaseException as exc:
+            failures.append(exc)
+
+    first = PollReport()
+    with db.transaction() as session:
+        store_page(session, page, clock=clock, grace=timedelta(hours=1), report=first)
+        racer = threading.Thread(target=store_again)
+        racer.start()
+        racer.join(1.0)  # it waits for this transaction: same events, not committed yet
+        assert racer.is_alive()
+    racer.join(30)
+    assert failures == []
+    assert (first.new, second.new) == (3, 0)
+    assert len(stored_events(db)) == 3
+    assert audit_kinds(db).count("connection.opened") == 3
