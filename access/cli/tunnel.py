@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from access.errors import AccessError
 from access.tunnel.client import SHUTDOWN_TIMEOUT_S, TunnelSettings, run, run_stdio, serve_local_port
 from access.tunnel.duration import max_tunnel_duration
 from access.tunnel.ssh import run_ssh
-from access.tunnel.target import TunnelTarget, resolve_target
+from access.tunnel.target import resolve_target
 
 
 def _session(region: str | None) -> Any:
@@ -26,6 +26,24 @@ def _session(region: str | None) -> Any:
     import boto3
 
     return boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+
+
+def _port(lowest: int) -> Callable[[str], int]:
+    """An argparse `type` for a TCP port: ASCII digits between `lowest` and 65535."""
+    zero = " (any free port)" if lowest == 0 else ""
+
+    def port(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or not lowest <= int(text) <= 65535:
+            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not between {lowest}{zero} and 65535")
+        return int(text)
+
+    return port
+
+
+def _at_least_one(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} must be a whole number, at least 1")
+    return int(text)
 
 
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +63,9 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_tunnel_flags(parser: argparse.ArgumentParser) -> None:
     _add_target_flags(parser)
-    parser.add_argument("--remote-port", type=int, default=22)
-    parser.add_argument("--local-port", type=int, help="listen here instead of stdin/stdout")
-    parser.add_argument("--max-connections", type=int, default=10, metavar="N")
+    parser.add_argument("--remote-port", type=_port(1), default=22)
+    parser.add_argument("--local-port", type=_port(0), help="listen here instead of stdin/stdout")
+    parser.add_argument("--max-connections", type=_at_least_one, default=10, metavar="N")
 
 
 def register(subparsers: Any) -> None:
@@ -78,7 +96,7 @@ def _add_ssh_options(parser: argparse.ArgumentParser) -> None:
     _add_target_options(parser)
     parser.add_argument("--os-user", default="ec2-user")
     parser.add_argument(
-        "--port", type=int, default=22, help="the instance's SSH port (the grant's; default 22)"
+        "--port", type=_port(1), default=22, help="the instance's SSH port (the grant's; default 22)"
     )
     parser.add_argument("-o", "--ssh-option", action="append", metavar="OPTION")
 
@@ -99,15 +117,12 @@ def _split_rest(args: argparse.Namespace) -> list[str]:
     return unknown + command
 
 
-def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTarget, int | None]:
-    """The session, the target and `maxTunnelDuration` for a connection now (refused at once
-    when it could not be sent: a bad value, or a grant already over)."""
+def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelSettings]:
+    """The session and the tunnel's settings. Refused at once, before any lookup, when no
+    `maxTunnelDuration` could be sent now (a bad value, or a grant already over)."""
     session = _session(args.region)
-    duration = max_tunnel_duration(
-        expires_at=_expires(args),
-        seconds=args.max_tunnel_duration,
-        now=SystemClock().now(),
-    )
+    expires_at = _expires(args)
+    max_tunnel_duration(expires_at=expires_at, seconds=args.max_tunnel_duration, now=SystemClock().now())
     target = resolve_target(
         session,
         args.instance,
@@ -116,7 +131,13 @@ def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelTar
         dns_name=args.dns_name,
         private_ip=args.private_ip,
     )
-    return session, target, duration
+    settings = TunnelSettings(
+        target=target,
+        credentials_provider=session.get_credentials,
+        max_tunnel_duration=args.max_tunnel_duration,
+        expires_at=expires_at,
+    )
+    return session, settings
 
 
 def _expires(args: argparse.Namespace) -> datetime | None:
@@ -162,19 +183,7 @@ def _fail(message: str) -> int:
 def tunnel_command(args: argparse.Namespace) -> int:
     """`eice tunnel`: stdin/stdout, or a local listener with one tunnel per connection."""
     try:
-        if not 1 <= args.remote_port <= 65535:
-            return _fail(f"--remote-port {args.remote_port} is not between 1 and 65535")
-        if args.local_port is not None and not 0 <= args.local_port <= 65535:
-            return _fail(f"--local-port {args.local_port} is not between 0 (any free port) and 65535")
-        if args.max_connections < 1:
-            return _fail(f"--max-connections {args.max_connections} must be at least 1")
-        session, target, _duration = _prepare(args, args.remote_port)
-        settings = TunnelSettings(
-            target=target,
-            credentials_provider=session.get_credentials,
-            max_tunnel_duration=args.max_tunnel_duration,
-            expires_at=_expires(args),
-        )
+        settings = _prepare(args, args.remote_port)[1]
         if settings.credentials_provider() is None:
             return _fail("no AWS credentials found")
         if args.local_port is None:
@@ -200,14 +209,12 @@ def ssh_command(args: argparse.Namespace) -> int:
     """`eice ssh`: returns ssh's own exit code."""
     try:
         command = _split_rest(args)
-        if not 1 <= args.port <= 65535:
-            return _fail(f"--port {args.port} is not between 1 and 65535")
-        session, target, duration = _prepare(args, args.port)
+        session, settings = _prepare(args, args.port)
         return run_ssh(
             session,
-            target,
+            settings.target,
             os_user=args.os_user,
-            max_tunnel_duration=duration,
+            max_tunnel_duration=settings.duration(),
             ssh_options=args.ssh_option or [],
             command=command,
         )
