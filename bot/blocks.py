@@ -139,6 +139,13 @@ def seconds_left(expires_at: datetime) -> str:
     return f"$(( ({end} - $(date +%s)) < 3600 ? ({end} - $(date +%s)) : 3600 ))"
 
 
+NO_DESCRIBE = (
+    "`aws ec2-instance-connect ssh` first looks the instance up (`ec2:DescribeInstances`), "
+    "which this grant does not allow: it works only if your own permissions do. "
+    "The other two commands need nothing beyond the grant."
+)
+
+
 def access_commands(grant: Grant, dns_name: str | None = None) -> list[str]:
     """The three ready-made commands for a grant (its region, port and OS user), each asking
     for a tunnel duration the policy allows whenever it is run. Given the endpoint's DNS
@@ -170,19 +177,17 @@ def access_dm(
         f":key: Your access to {instance_label(request)} is {verb}. It ends {slack_date(grant.expires_at)}."
     )
     commands = "\n".join(access_commands(grant, request.endpoint_dns or None))
+    notes = [
+        f"Grant `{grant.id}` · port {grant.port} · OS user `{grant.os_user}` · "
+        f"tunnels opened now may last {format_duration(max_tunnel_s)} (each command asks "
+        "for the time left when it runs)"
+    ]
+    if not grant.allow_describe:
+        notes.append(NO_DESCRIBE)
     blocks: Blocks = [
         _section(head),
         _section(f"```{commands}```"),
-        {
-            "type": "context",
-            "elements": [
-                _md(
-                    f"Grant `{grant.id}` · port {grant.port} · OS user `{grant.os_user}` · "
-                    f"tunnels opened now may last {format_duration(max_tunnel_s)} (each command asks "
-                    "for the time left when it runs)"
-                )
-            ],
-        },
+        {"type": "context", "elements": [_md(note) for note in notes]},
         grant_buttons(grant),
     ]
     target = request.instance_name or request.instance_id

@@ -161,5 +161,6 @@ def build_scope_for(instance, endpoint, port, os_user, starts_at, expires_at, ru
         starts_at=starts_at,
         expires_at=expires_at,
         overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+        allow_describe=rule.allow_describe,
         owner=owner,
     )

@@ -79,6 +79,7 @@ class Overrides(Strict):
     auto_approve: bool | None = None
     requesters: list[str] | None = None
     max_tunnel_overshoot: Duration | None = None
+    allow_describe: bool | None = None
 
     @field_validator("approvers", "requesters")
     @classmethod
@@ -113,6 +114,10 @@ class Defaults(Overrides):
     auto_approve: bool = False
     requesters: list[str] | None = None  # None: anyone in the workspace may ask
     max_tunnel_overshoot: Duration = timedelta(minutes=5)
+    # The grant also allows ec2:DescribeInstances and ec2:DescribeInstanceConnectEndpoints
+    # (read-only, any resource, for the grant's window): what `aws ec2-instance-connect ssh`
+    # needs to find the instance. Off: the DM's other two commands look nothing up.
+    allow_describe: bool = False
     admins: list[str] = Field(default_factory=list)
 
     @field_validator("admins")

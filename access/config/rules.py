@@ -35,6 +35,7 @@ class EffectiveRule:
     auto_approve: bool
     requesters: tuple[str, ...] | None
     max_tunnel_overshoot: timedelta
+    allow_describe: bool
 
 
 def rule_matches(rule: Rule, target: Target) -> bool:
@@ -71,4 +72,5 @@ def effective_rule(config: Config, target: Target) -> EffectiveRule:
         auto_approve=pick("auto_approve"),
         requesters=None if requesters is None else tuple(requesters),
         max_tunnel_overshoot=pick("max_tunnel_overshoot"),
+        allow_describe=pick("allow_describe"),
     )

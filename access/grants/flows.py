@@ -66,6 +66,7 @@ def scope_of(grant: Grant, owner: str = "") -> GrantScope:
         starts_at=grant.starts_at,
         expires_at=grant.expires_at,
         overshoot_s=grant.overshoot_s,
+        allow_describe=grant.allow_describe,
         owner=owner,
     )
 
@@ -108,6 +109,7 @@ def build_grant(session: Session, rt: Runtime, request: AccessRequest, *, now: d
         port=request.port,
         os_user=request.os_user,
         overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+        allow_describe=rule.allow_describe,
         break_glass=request.break_glass,
         created_at=now,
         starts_at=starts,

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from access.db import Base, Id, JsonText, UtcDateTime
@@ -50,6 +50,8 @@ class Grant(Base):
     port: Mapped[int] = mapped_column(Integer)
     os_user: Mapped[str] = mapped_column(String(32))
     overshoot_s: Mapped[int] = mapped_column(Integer, default=300)
+    # Its policy also allows the EC2 Describe calls (the rule's `allow_describe`).
+    allow_describe: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     starts_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,5 +1,6 @@
 """Migrations 0003 (grants (created_at, id)), 0004 (grants by request ID), 0005 (the
-installation ID) and 0006 (the collector's late passes) down and up, on both databases.
+installation ID), 0006 (the collector's late passes) and 0007 (grants' allow_describe)
+down and up, on both databases.
 
 Also checks that the models and the migrated schema agree (Alembic's own comparison),
 and that the unfiltered `/eice audit` page is answered from the new index.
@@ -47,8 +48,8 @@ def _grant_indexes(db: Database) -> dict[str, list[Any]]:
     return {str(ix["name"]): list(ix["column_names"]) for ix in inspect(db.engine).get_indexes("grants")}
 
 
-def _watermark_columns(db: Database) -> list[str]:
-    return [str(c["name"]) for c in inspect(db.engine).get_columns("collector_watermarks")]
+def _columns(db: Database, table: str) -> list[str]:
+    return [str(c["name"]) for c in inspect(db.engine).get_columns(table)]
 
 
 def _schema_drift(db: Database) -> list[Any]:
@@ -61,14 +62,14 @@ def _installation_ids(db: Database) -> list[str]:
         return list(session.scalars(select(Installation.id)))
 
 
-def test_0003_to_0006_go_down_and_up_again_keeping_the_data(fresh_url: str) -> None:
+def test_0003_to_0007_go_down_and_up_again_keeping_the_data(fresh_url: str) -> None:
     db = Database(fresh_url)
     request_indexes = {
         "ix_grants_put_request": ["put_request_id"],
         "ix_grants_delete_request": ["delete_request_id"],
     }
     try:
-        assert current(fresh_url) == "0006"
+        assert current(fresh_url) == "0007"
         [owner] = _installation_ids(db)
         assert re.fullmatch(r"[0-9a-f]{16}", owner)
         upgrade(fresh_url)  # again: nothing changes
@@ -79,10 +80,16 @@ def test_0003_to_0006_go_down_and_up_again_keeping_the_data(fresh_url: str) -> N
         with db.transaction() as session:
             kept = make_grant(session, role_person("alice"), starts_at=now()).id
 
-        assert "late_pass_at" in _watermark_columns(db)
+        command.downgrade(alembic_config(fresh_url), "-1")
+        assert current(fresh_url) == "0006"
+        assert "allow_describe" not in _columns(db, "grants")
+        with db.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(Grant)) == 1
+
+        assert "late_pass_at" in _columns(db, "collector_watermarks")
         command.downgrade(alembic_config(fresh_url), "-1")
         assert current(fresh_url) == "0005"
-        assert "late_pass_at" not in _watermark_columns(db)
+        assert "late_pass_at" not in _columns(db, "collector_watermarks")
         assert _installation_ids(db) == [owner]  # only 0006's column went
 
         command.downgrade(alembic_config(fresh_url), "-1")
@@ -100,14 +107,15 @@ def test_0003_to_0006_go_down_and_up_again_keeping_the_data(fresh_url: str) -> N
         assert "ix_grants_instance" in _grant_indexes(db)  # only 0003's index went
 
         upgrade(fresh_url)
-        assert current(fresh_url) == "0006"
-        assert "late_pass_at" in _watermark_columns(db)
+        assert current(fresh_url) == "0007"
+        assert "late_pass_at" in _columns(db, "collector_watermarks")
         assert len(_installation_ids(db)) == 1
         assert _grant_indexes(db)[INDEX] == ["created_at", "id"]
         assert request_indexes.items() <= _grant_indexes(db).items()
         with db.transaction() as session:
             assert session.scalar(select(func.count()).select_from(Grant)) == 1
             assert session.get(Grant, kept) is not None
+            assert session.get(Grant, kept).allow_describe is False  # what grants had before 0007
     finally:
         db.dispose()
 

@@ -293,3 +293,49 @@ def test_a_put_that_lands_after_an_early_revoke_is_taken_off_again(
         assert session.get(Grant, grant.id).status == GrantStatus.REVOKED
         kinds = [a.kind for a in session.scalars(select(AuditEvent).where(AuditEvent.grant_id == grant.id))]
     assert "grant.late_put_undone" in kinds and "grant.reapplied" not in kinds
+
+
+DESCRIBE = ["ec2:DescribeInstances", "ec2:DescribeInstanceConnectEndpoints"]
+
+
+def _describe_allowed(document: dict) -> bool:  # type: ignore[type-arg]
+    return any(s.get("Action") == DESCRIBE for s in document["Statement"])
+
+
+def test_a_rule_that_allows_describe_puts_it_in_the_grant_and_keeps_it_on_extension(
+    db_url: str,
+    config,
+    aws,
+    estate: Estate,  # type: ignore[no-untyped-def]
+) -> None:
+    from access.access_requests.flows import create_request
+    from access.access_requests.prepare import prepare_request
+    from access.grants.flows import apply_grant
+
+    rules = [r.model_copy(update={"allow_describe": r.name == "dev"}) for r in config.rules]
+    rt = make_runtime(db_url, config.model_copy(update={"rules": rules}))
+    alice = estate.role_arns["alice"]
+    try:
+        plain = ask(rt, "web-1")  # the default rule: no Describe
+        approve_request(rt, plain.id, BOB)
+        assert not grant_of(rt, plain.id).allow_describe
+        assert not _describe_allowed(rt.iam.get(alice, grant_of(rt, plain.id).policy_name))
+
+        request = ask(rt, "dev-box")  # the dev rule: auto-approved, allow_describe = true
+        grant = grant_of(rt, request.id)
+        assert grant.allow_describe
+        assert _describe_allowed(rt.iam.get(alice, grant.policy_name))
+        prepared = prepare_request(
+            rt, RequestInput(requester=ALICE, instance_ref=grant.instance_id, duration="20m")
+        )
+        with rt.db.transaction() as session:
+            extension = create_request(session, rt, prepared, extends=session.get(Grant, grant.id))
+        assert extension.grant_id == grant.id  # auto-approved like the request
+        apply_grant(rt, grant.id)
+        extended = grant_of(rt, request.id)
+        assert extended.policy_version == extended.applied_version == 2
+        assert _describe_allowed(rt.iam.get(alice, grant.policy_name))  # rewritten from the row
+    finally:
+        for name in rt.iam.list_grant_names(alice):
+            rt.iam.delete(alice, name)
+        rt.db.dispose()
