@@ -41,6 +41,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--principal-arn", help="check the size against this role's or user's inline-policy limit")
     p.add_argument(
+        "--allow-describe",
+        action="store_true",
+        help="also allow ec2:DescribeInstances / DescribeInstanceConnectEndpoints (a rule's allow_describe)",
+    )
+    p.add_argument(
         "--owner",
         default="",
         help="the installation ID (`eice migrate` prints it) that the bot writes into the first "
@@ -138,6 +143,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
             starts_at=start,
             expires_at=expires,
             overshoot_s=args.overshoot,
+            allow_describe=args.allow_describe,
             owner=args.owner,
         )
         document = grant_policy(scope)

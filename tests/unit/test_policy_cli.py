@@ -50,6 +50,16 @@ def test_policy_with_owner_names_the_installation_in_the_first_statement_only() 
     assert "must be 1-32 letters or digits" in bad.stderr
 
 
+def test_policy_with_allow_describe_adds_the_describe_calls_for_the_grants_window() -> None:
+    plain = json.loads(eice("policy", *ARGS).stdout)
+    result = eice("policy", *ARGS, "--allow-describe")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    [added] = [s for s in document["Statement"] if s not in plain["Statement"]]
+    assert added["Action"] == ["ec2:DescribeInstances", "ec2:DescribeInstanceConnectEndpoints"]
+    assert added["Condition"]["DateLessThan"]["aws:CurrentTime"] == "2026-11-28T18:30:00Z"
+
+
 def test_policy_refuses_bad_input_with_a_clear_line() -> None:
     bad = eice("policy", *ARGS[:-2], "--expires", "2026-11-28T17:00:00Z")
     assert bad.returncode == 2 and bad.stdout == ""
