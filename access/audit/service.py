@@ -134,8 +134,12 @@ def verify_chain(
     Args:
         expected_head: a hash a witness saw (the audit channel's post): the chain must
             still hold it, at row `head_seq` when given, else as its last row.
-        head_seq: the row the witnessed hash belongs to.
+        head_seq: the row the witnessed hash belongs to (>= 1; only with `expected_head`).
+
+    A witnessed row is either compared or reported missing: never passed over.
     """
+    if head_seq is not None and (expected_head is None or head_seq < 1):
+        raise ValueError("head_seq needs expected_head and must be a row number (1 or more)")
     prev_hash, expected_seq, count = GENESIS, 1, 0
     for row in _iter_rows(session):
         count += 1
@@ -159,7 +163,7 @@ def verify_chain(
             problem = f"row {row.seq} is not the one the witness saw: the log up to it was rewritten"
             return VerifyResult(False, count, row.hash, row.seq, problem)
         prev_hash, expected_seq = row.hash, row.seq + 1
-    if expected_head is not None and head_seq is not None and head_seq >= expected_seq:
+    if head_seq is not None and head_seq >= expected_seq:
         problem = f"row {head_seq}, which the witness saw, is missing"
         return VerifyResult(False, count, prev_hash, None, problem)
     if expected_head is not None and head_seq is None and expected_head != prev_hash:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
@@ -29,15 +30,29 @@ def register(subparsers: Any) -> None:
         "verify",
         help="check the audit log's hash chain; exit 1 naming the first bad row",
     )
-    v.add_argument("--head", help="a chain head a witness saw (hash); it must still be there")
+    v.add_argument(
+        "--head", type=_chain_hash, help="a chain head a witness saw (hash); it must still be there"
+    )
     v.add_argument(
         "--at-row",
-        type=int,
+        type=_row_number,
         help="the row --head belongs to (the audit channel's post names it); without it, "
         "--head must be the last row",
     )
     v.add_argument("--database-url", help="defaults to EICE_DATABASE_URL")
     v.set_defaults(func=cmd_verify)
+
+
+def _chain_hash(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a chain hash (64 lowercase hex digits)")
+    return text
+
+
+def _row_number(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a row number (1 or more)")
+    return int(text)
 
 
 def _database(args: argparse.Namespace) -> Any:
@@ -93,6 +108,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from access.audit.service import verify_chain
 
+    if args.at_row is not None and args.head is None:
+        print("eice: audit verify: --at-row names the row of a --head; give both", file=sys.stderr)
+        return 2
     db = _database(args)
     try:
         with db.transaction() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -162,3 +163,26 @@ def test_a_witnessed_head_catches_a_rewritten_chain_that_checks_out_on_its_own(s
     assert main(["audit", "verify", *url]) == 0
     assert main(["audit", "verify", *url, *witness]) == 1
     assert "row 20, which the witness saw, is missing" in capsys.readouterr().err
+
+
+def test_a_witness_check_is_made_or_refused_never_passed_over(sqlite_db, capsys) -> None:
+    _fill(sqlite_db)  # rows 1-30
+    with sqlite_db.transaction() as session:
+        witnessed = session.get(AuditEvent, 20).hash
+    url = ["--database-url", sqlite_db.url]
+    for bad, said in (
+        (["--at-row", "-1", "--head", witnessed], "'-1' is not a row number"),
+        (["--at-row", "0", "--head", witnessed], "'0' is not a row number"),
+        (["--at-row", "20", "--head", "00"], "'00' is not a chain hash"),
+        (["--at-row", "20"], "--at-row names the row of a --head; give both"),
+    ):
+        try:
+            code = main(["audit", "verify", *url, *bad])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        assert code == 2, bad
+        err = capsys.readouterr().err
+        assert said in err and "OK" not in err, (bad, err)
+    with sqlite_db.transaction() as session, pytest.raises(ValueError, match="head_seq needs"):
+        verify_chain(session, expected_head=witnessed, head_seq=0)
+    assert main(["audit", "verify", *url, "--at-row", "20", "--head", witnessed]) == 0
