@@ -141,8 +141,12 @@ def _late_flag(event: ParsedEvent, grant: Grant) -> str | None:
     """ "after_expiry" or "after_revoke" for a call made after the grant ended, refused or not:
     one that got through then (IAM takes a few seconds to drop a deleted policy everywhere)
     is the one most worth a look. CloudTrail's times are whole seconds, so a call allowed in
-    the second of the revocation is not counted as after it."""
-    if event.event_time > grant.expires_at:
+    the second of the revocation is not counted as after it; a call refused in the second of
+    the expiry is (the policy allows only times before it: `DateLessThan`)."""
+    expired = (
+        event.event_time >= grant.expires_at if event.error_code else event.event_time > grant.expires_at
+    )
+    if expired:
         return "after_expiry"
     revoked = grant.revoked_at
     if revoked is None or revoked >= grant.expires_at:

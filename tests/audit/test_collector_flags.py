@@ -110,3 +110,22 @@ def test_a_refused_attempt_beside_the_grant_is_kept_with_it_and_flagged(sandbox,
     with sqlite_db.transaction() as session:
         [audited] = audit_query(session, since=t0 - timedelta(days=1), grant_id=grant.id)
     assert [(c.allowed, c.flag) for c in audited.connections] == [(False, "outside_grant")] * 3
+
+
+def test_a_refusal_in_the_second_of_the_expiry_is_after_it(sandbox, sqlite_db) -> None:
+    """The policy allows times before the expiry (`DateLessThan`) and CloudTrail stamps whole
+    seconds: refused in the expiry's own second is refused because the grant had ended."""
+    t0 = now()
+    expires = t0 - timedelta(minutes=10)
+    with sqlite_db.transaction() as session:
+        grant = make_grant(session, ALICE, starts_at=expires - timedelta(minutes=30), minutes=30)
+        grant.revoked_at, grant.status = expires + timedelta(milliseconds=25), "revoked"  # reaped on time
+    assert grant.expires_at == expires
+    sandbox.events.record(tunnel_record(ALICE, at=expires - timedelta(seconds=1)))
+    sandbox.events.record(ssh_key_record(ALICE, at=expires, error_code="AccessDenied"))
+
+    CloudTrailCollector(make_runtime(sqlite_db)).poll()
+
+    last_allowed, refused = stored_events(sqlite_db)
+    assert (last_allowed.grant_id, last_allowed.flag) == (grant.id, None)
+    assert (refused.grant_id, refused.error_code, refused.flag) == (grant.id, "AccessDenied", "after_expiry")
