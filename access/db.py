@@ -104,6 +104,13 @@ def _make_sqlite_serialisable(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def db_error_line(exc: BaseException) -> str:
+    """The driver's own message of a database error, without SQLAlchemy's SQL and links."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
 class Database:
     """An engine and its session factory; the edges (listeners, CLI, ticks) open units of work."""
 

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 
 import migrations
-from access.db import normalise_url
+from access.db import db_error_line, normalise_url
 
 
 def alembic_config(url: str) -> Config:
@@ -25,6 +25,46 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` up to `revision` (idempotent)."""
     command.upgrade(alembic_config(url), revision)
+
+
+def require_current(url: str, *, bring_up: bool = False) -> None:
+    """Refuse a database that is not at the newest revision, with one line saying what to do
+    (`bring_up`: migrate it first). A SQLite file that does not exist is not created."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from access.errors import ConfigError
+    from access.settings import redact_url
+
+    shown = redact_url(url)
+    try:
+        if bring_up:
+            upgrade(url)
+        else:
+            _sqlite_file_must_exist(url)
+        head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        at = current(url)
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"cannot use database {shown}: {db_error_line(exc)}") from None
+    if at != head:
+        raise ConfigError(
+            f"database {shown} is at revision {at or 'none'}, not {head}: run `eice migrate` first"
+        )
+
+
+def _sqlite_file_must_exist(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from access.errors import ConfigError
+
+    parsed = make_url(normalise_url(url))
+    path = parsed.database
+    on_disk = parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:")
+    if on_disk and not Path(str(path)).exists():
+        raise ConfigError(
+            f"database file {Path(str(path)).resolve()} does not exist: run `eice migrate` first "
+            "(or set EICE_DATABASE_URL to the bot's database)"
+        )
 
 
 def current(url: str) -> str | None:

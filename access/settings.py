@@ -5,10 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///eice.sqlite"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,14 @@ class Settings(BaseSettings):
     eice_inbox_dir: str | None = None  # default $XDG_STATE_HOME/eice/inbox (bot.inbox)
     eice_log_level: str = "INFO"
 
+    @field_validator("eice_log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
     def __repr__(self) -> str:  # SecretStr already masks; keep the repr short too
         return f"Settings(database={redact_url(self.eice_database_url)!r})"
 
@@ -55,5 +64,11 @@ def redact_url(url: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once (ConfigError naming the variable when one is bad)."""
+    from access.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"environment: {'; '.join(problems)}") from None

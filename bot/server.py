@@ -20,7 +20,7 @@ from access.audit.collector import chain_witness, collector_tick
 from access.errors import ConfigError
 from access.runtime import Runtime
 from access.scheduler.clock import GrantClock
-from access.settings import Settings, redact_url
+from access.settings import Settings
 from bot import blocks
 from bot.app import build_app, web_client
 from bot.context import Bot
@@ -39,19 +39,9 @@ LOST_COMMAND = ":x: Your command could not be run (a worker failed); please try 
 
 def check_migrations(url: str, *, upgrade: bool = False) -> None:
     """Refuse to serve a database that is not at the newest revision (or bring it there)."""
-    from alembic.script import ScriptDirectory
+    from access.migrate import require_current
 
-    from access import migrate
-
-    if upgrade:
-        migrate.upgrade(url)
-    head = ScriptDirectory.from_config(migrate.alembic_config(url)).get_current_head()
-    current = migrate.current(url)
-    if current != head:
-        raise ConfigError(
-            f"database {redact_url(url)} is at revision {current or 'none'}, not {head}: "
-            "run `eice migrate` first"
-        )
+    require_current(url, bring_up=upgrade)
 
 
 class Service:

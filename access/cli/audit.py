@@ -56,10 +56,14 @@ def _row_number(text: str) -> int:
 
 
 def _database(args: argparse.Namespace) -> Any:
+    """The bot's database, once it is known to exist at the newest revision (else ConfigError)."""
     from access.db import Database
+    from access.migrate import require_current
     from access.settings import get_settings
 
-    return Database(args.database_url or get_settings().eice_database_url)
+    url = args.database_url or get_settings().eice_database_url
+    require_current(url)
+    return Database(url)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

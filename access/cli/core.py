@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "tick",
         help="reap, reconcile and collect CloudTrail once (the Slack messages this queues are "
-        "delivered by the running bot)",
+        "delivered by the running bot); exits 1 when some of it failed and is left for the next tick",
     )
     p.add_argument("--no-reconcile", action="store_true", help="only reap")
     p.set_defaults(func=cmd_tick)
@@ -156,25 +156,40 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_tick(args: argparse.Namespace) -> int:
+    from access.migrate import require_current
     from access.runtime import Runtime
-    from access.scheduler.tick import tick
+    from access.scheduler.tick import tick, tick_left_undone
+    from access.settings import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.eice_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        rt = Runtime.from_settings()
+        require_current(settings.eice_database_url)
+        rt = Runtime.from_settings(settings)
     except AccessError as exc:
         return fail(exc.message)
-    print(json.dumps(tick(rt, reconcile_too=not args.no_reconcile), indent=2, default=str))
+    result = tick(rt, reconcile_too=not args.no_reconcile)
+    print(json.dumps(result, indent=2, default=str))
+    left = tick_left_undone(result)
+    if left:
+        print(f"eice tick: left for the next tick: {'; '.join(left)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_close_grant(args: argparse.Namespace) -> int:
     from access.config.permissions import Actor
     from access.grants.revoke import close_unrevocable
+    from access.migrate import require_current
     from access.runtime import Runtime
+    from access.settings import get_settings
 
     try:
-        rt = Runtime.from_settings()
+        settings = get_settings()
+        require_current(settings.eice_database_url)
+        rt = Runtime.from_settings(settings)
         with rt.db.transaction() as session:
             grant = close_unrevocable(session, rt, args.grant_id, Actor(args.admin), reason=args.reason)
             print(f"grant {grant.id} closed by {args.admin}: {args.reason}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,11 +53,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from access.db import db_error_line
+
     try:
         result = func(args)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit
     except AccessError as exc:
         print(f"eice {args.command}: {exc.message}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:  # the database went away mid-command, or refused a query
+        print(f"eice {args.command}: database error: {db_error_line(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `eice audit | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # what a shell shows for a writer ended by SIGPIPE
     return int(result or 0)
 
 
