@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from access.durations import parse_duration
+from access.durations import format_duration, parse_duration
 from access.errors import InvalidInput
 from access.grants.policy import DEPLOYMENT
 
@@ -18,6 +18,28 @@ SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/([\w+=,.@/-]+)$")
 OS_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+LONGEST_GRANT = timedelta(days=7)  # `eice policy` previews no longer; JIT access is not standing access
+
+
+def _region(value: str) -> str:
+    if not REGION.match(value):
+        raise ValueError(f"{value!r} is not an AWS region name (like 'us-east-1')")
+    return value
+
+
+def _channel_id(value: str | None) -> str | None:
+    if value is not None and not SLACK_CHANNEL.match(value):
+        raise ValueError(f"{value!r} is not a Slack channel ID (C...)")
+    return value
+
+
+def _grant_length(value: timedelta | None) -> timedelta | None:
+    if value is not None and value > LONGEST_GRANT:
+        raise ValueError(
+            f"{format_duration(value)} is longer than a grant may be ({format_duration(LONGEST_GRANT)})"
+        )
+    return value
 
 
 def _duration(value: Any) -> timedelta:
@@ -55,6 +77,11 @@ class Match(Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     region: str | None = None
     account: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return None if value is None else _region(value)
 
     @field_validator("account")
     @classmethod
@@ -96,9 +123,12 @@ class Overrides(Strict):
     @field_validator("approvals_channel", "audit_channel")
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
-        if value is not None and not SLACK_CHANNEL.match(value):
-            raise ValueError(f"{value!r} is not a Slack channel ID (C...)")
-        return value
+        return _channel_id(value)
+
+    @field_validator("max_duration")
+    @classmethod
+    def _max_duration(cls, value: timedelta | None) -> timedelta | None:
+        return _grant_length(value)
 
 
 class Defaults(Overrides):
@@ -142,12 +172,27 @@ class BreakGlass(Strict):
     def _ids(cls, values: list[str] | None) -> list[str] | None:
         return None if values is None else _slack_ids(values, groups=True)
 
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        return _channel_id(value)
+
+    @field_validator("max_duration")
+    @classmethod
+    def _max_duration(cls, value: timedelta) -> timedelta:
+        return _grant_length(value) or value
+
 
 class AwsSection(Strict):
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
     # Names this bot's grant policies `eice-grant-<deployment>-<grant id>`, so that bots
     # sharing an AWS account (staging and prod, two workspaces) leave each other's alone.
     deployment: str = ""
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, values: list[str]) -> list[str]:
+        return [_region(value) for value in values]
 
     @field_validator("deployment")
     @classmethod
@@ -240,6 +285,25 @@ class Config(Strict):
             if rule.name in seen:
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
+        return self
+
+    @model_validator(mode="after")
+    def _approvals_can_be_given(self) -> Config:
+        """A rule that names only users (no group) must name at least as many as it needs
+        approvals: else its requests could never be approved. No approvers at all is the
+        safe default (nobody can approve until configured) and stays allowed."""
+        d = self.defaults
+        for name, rule in [("defaults", d), *((f"rule {r.name!r}", r) for r in self.rules)]:
+            approvers = d.approvers if rule.approvers is None else rule.approvers
+            needed = d.approvals_required if rule.approvals_required is None else rule.approvals_required
+            auto = d.auto_approve if rule.auto_approve is None else rule.auto_approve
+            users = set(approvers)
+            if auto or not users or any(SLACK_GROUP.match(a) for a in users) or len(users) >= needed:
+                continue
+            raise ValueError(
+                f"{name} needs {needed} approvals but names only {len(users)} approver(s): "
+                "its requests could never be approved"
+            )
         return self
 
     @property

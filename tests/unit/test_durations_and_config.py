@@ -88,6 +88,19 @@ def test_parse_never_crashes_on_any_text(text: str) -> None:
             '[principals]\nprincipal_template = "arn:aws:iam::{account}:policy/{email_local}"',
             "must give an IAM role or user ARN",
         ),
+        ('[break_glass]\nchannel = "#incidents"', "break_glass.channel: '#incidents' is not a Slack"),
+        ('[aws]\nregions = ["us-east-1", "not a region"]', "'not a region' is not an AWS region name"),
+        ('[[rules]]\nname = "x"\nmatch = { region = "moon" }', "rules.0.match.region: 'moon' is not"),
+        ('[defaults]\nmax_duration = "30d"', "defaults.max_duration: 30d is longer than a grant may be (7d)"),
+        ('[break_glass]\nmax_duration = "8d"', "break_glass.max_duration: 8d is longer"),
+        (
+            '[defaults]\napprovers = ["U0BOB"]\napprovals_required = 2',
+            "defaults needs 2 approvals but names only 1 approver(s): its requests could never be approved",
+        ),
+        (
+            '[defaults]\napprovers = ["U0BOB", "U0CAROL"]\n[[rules]]\nname = "prod"\napprovals_required = 3',
+            "rule 'prod' needs 3 approvals but names only 2 approver(s)",
+        ),
         ('[audit]\nlate_windw = "6h"', "eice.toml: audit.late_windw: unknown key"),
         ('[audit]\nlate_window = "10m"', "late_window (0:10:00) must be at least overlap (0:15:00)"),
         ('[audit]\nlate_window = "100d"', "late_window cannot exceed 90 days"),
@@ -116,6 +129,19 @@ def test_good_principal_templates_are_taken(template: str) -> None:
 @pytest.mark.parametrize("name", ["", "prod", "staging-2", "x", "a" * 20])
 def test_good_deployment_names_are_taken(name: str) -> None:
     assert parse_config(f'[aws]\ndeployment = "{name}"', source="eice.toml").aws.deployment == name
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        '[defaults]\napprovers = ["U0BOB", "S0ONCALL"]\napprovals_required = 3',  # a group may hold many
+        '[defaults]\napprovers = ["U0B"]\n[[rules]]\nname = "d"\napprovals_required = 2\nauto_approve = true',
+        "[defaults]\napprovals_required = 2",  # nobody named yet: nobody can approve, as before
+        '[aws]\nregions = ["us-gov-west-1", "ap-southeast-2"]\n[defaults]\nmax_duration = "7d"',
+    ],
+)
+def test_configs_that_can_work_are_taken(toml: str) -> None:
+    parse_config(toml, source="eice.toml")
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
