@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slack_bolt.request import BoltRequest
+from slack_sdk.errors import SlackApiError
 
 from access.audit.collector import chain_witness, collector_tick
 from access.errors import ConfigError
@@ -35,6 +36,26 @@ OUTBOX_TICK_S = 1.0
 INBOX_TICK_S = 5.0  # how often to look for acked requests left by a server that is gone
 REPLAY_WITHIN = timedelta(minutes=30)  # older acked requests are not run, their users told
 LOST_COMMAND = ":x: Your command could not be run (a worker failed); please try again."
+
+
+# What Slack answers for a token that will never work; anything else may pass (start anyway).
+TOKEN_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+
+
+def check_bot_token(settings: Settings) -> None:
+    """Ask Slack who the bot token is (`auth.test`): a token Slack refuses stops start-up
+    with one line; Slack not answering is logged, and start-up goes on."""
+    try:
+        web_client(settings).auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error in TOKEN_REFUSED:
+            raise ConfigError(f"Slack refused SLACK_BOT_TOKEN: {error}") from None
+        log.warning("auth.test answered %s; starting all the same", error)
+    except Exception as exc:  # Slack unreachable now: the outbox retries once it answers
+        log.warning("could not reach Slack to check the bot token (%s); starting all the same", exc)
 
 
 def check_migrations(url: str, *, upgrade: bool = False) -> None:
@@ -60,6 +81,7 @@ class Service:
         self.metrics = BotMetrics()
         if command_workers is None:
             command_workers = settings.eice_command_workers
+        client = web_client(settings)  # before anything is made on disk: a missing token stops here
         root = Path(settings.eice_inbox_dir) if settings.eice_inbox_dir else default_root()
         self.inbox = Inbox(root / rt.installation_id())
         self.workers = (
@@ -67,9 +89,7 @@ class Service:
             if command_workers
             else None
         )
-        self.bot = Bot.create(
-            rt, web_client(settings), metrics=self.metrics, workers=self.workers, inbox=self.inbox
-        )
+        self.bot = Bot.create(rt, client, metrics=self.metrics, workers=self.workers, inbox=self.inbox)
         if self.workers is not None:
             self.workers.on_lost = self._lost
         self.app = build_app(rt, settings, bot=self.bot)
@@ -176,7 +196,13 @@ def serve_http(service: Service, *, host: str, port: int, threads: int = 16) -> 
     # Shorter GIL slices: an ack waiting behind a lazy listener (buttons) gets its turn sooner.
     sys.setswitchinterval(0.001)
     freeze_startup_heap()
-    wsgi = EiceWsgiApp(service.app, service.health, service.metrics)
+    secret = service.settings.slack_signing_secret
+    wsgi = EiceWsgiApp(
+        service.app,
+        service.health,
+        service.metrics,
+        signing_secret=secret.get_secret_value() if secret is not None else None,
+    )
     server: Any = create_server(
         wsgi, host=host, port=port, threads=threads, ident="eice", connection_limit=1000
     )
@@ -236,7 +262,10 @@ def serve_socket(service: Service, *, host: str, port: int) -> None:
     handler = SocketModeHandler(service.app, token.get_secret_value())
     handler.client.socket_mode_request_listeners[:] = [_measured(handler, service.metrics)]
     try:
-        handler.connect()
+        try:
+            handler.connect()
+        except SlackApiError as exc:
+            raise ConfigError(f"Slack refused SLACK_APP_TOKEN: {exc.response.get('error')}") from None
         log.info("eice connected to Slack in Socket Mode")
         stop.wait()
     finally:

@@ -7,6 +7,9 @@ import logging
 import sys
 from typing import Any
 
+log = logging.getLogger("eice.serve")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -39,23 +42,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from access.settings import get_settings
 
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.eice_log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=settings.eice_log_level, format=LOG_FORMAT)
+    if settings.eice_log_level != "DEBUG":  # APScheduler logs every run of every job at INFO
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
-        from bot.server import Service, check_migrations, serve_http, serve_socket
+        from bot.server import Service, check_bot_token, check_migrations, serve_http, serve_socket
 
         check_migrations(settings.eice_database_url, upgrade=args.migrate)
         if args.command_workers is not None and not 0 <= args.command_workers <= 32:
             raise InvalidInput(f"--command-workers must be between 0 and 32, not {args.command_workers}")
-        service = Service(Runtime.from_settings(settings), settings, command_workers=args.command_workers)
+        _can_listen(args.host, args.port)
+        if settings.eice_config is None:
+            log.warning(
+                "EICE_CONFIG is not set: built-in defaults, with no approvers and no channels "
+                "(nobody can approve a request)"
+            )
+        rt = Runtime.from_settings(settings)
+        check_bot_token(settings)
+        service = Service(rt, settings, command_workers=args.command_workers)
         service.start()
+        if args.http or settings.slack_app_token is None:
+            serve_http(service, host=args.host, port=args.port, threads=args.threads)
+        else:
+            serve_socket(service, host=args.host, port=args.port)
     except AccessError as exc:
         print(f"eice serve: {exc.message}", file=sys.stderr)
         return 2
-    if args.http or settings.slack_app_token is None:
-        serve_http(service, host=args.host, port=args.port, threads=args.threads)
-    else:
-        serve_socket(service, host=args.host, port=args.port)
     return 0
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Refuse a taken port before anything starts (the scheduler would already be revoking)."""
+    import socket
+
+    from access.errors import InvalidInput
+
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
