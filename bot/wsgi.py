@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
 from access.runtime import Runtime
 from bot.metrics import BotMetrics
 
+log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 MAX_BODY = 1_000_000
 
@@ -68,12 +71,21 @@ class EiceWsgiApp:
     """
 
     def __init__(
-        self, app: App, health: HealthProbe, metrics: BotMetrics, *, slack_events: bool = True
+        self,
+        app: App,
+        health: HealthProbe,
+        metrics: BotMetrics,
+        *,
+        slack_events: bool = True,
+        signing_secret: str | None = None,
     ) -> None:
         self.bolt = SlackRequestHandler(app)
         self.health = health
         self.metrics = metrics
         self.slack_events = slack_events
+        # Checked here, before Bolt reads the body: Bolt parses a body (and fails on a
+        # malformed one, with a traceback) before its own signature check.
+        self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
@@ -86,6 +98,19 @@ class EiceWsgiApp:
             return _reply(start_response, 200, self.metrics.render(), "text/plain; version=0.0.4")
         return _reply(start_response, 404, b'{"error": "not found"}', "application/json")
 
+    def _signed(self, environ: dict[str, Any], body: bytes) -> bool:
+        """Slack's signature over the body, checked without reading the body (any headers)."""
+        if self.verifier is None:
+            return True
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        try:
+            return self.verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+        except Exception:  # not a signature at all
+            return False
+
     def _slack(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         try:
@@ -96,15 +121,25 @@ class EiceWsgiApp:
             return _reply(start_response, 413, b"", "text/plain")
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = _Body(body)
+        kind = _kind(body, environ.get("CONTENT_TYPE", ""))
+        if not self._signed(environ, body):
+            self.metrics.requests.labels(kind=kind, status="401").inc()
+            return _reply(start_response, 401, b'{"error": "invalid request"}', "application/json")
         status_holder: list[str] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status_holder.append(status)
             return start_response(status, headers)
 
-        result = list(self.bolt(environ, capture))
+        try:
+            result = list(self.bolt(environ, capture))
+        except Exception as exc:  # signed, yet not a request Bolt can read (a malformed payload)
+            log.warning("refused a signed %s request Bolt cannot read: %s: %s", kind, type(exc).__name__, exc)
+            self.metrics.requests.labels(kind=kind, status="400").inc()
+            if status_holder:  # already answered: nothing more can be sent
+                return []
+            return _reply(start_response, 400, b'{"error": "malformed request"}', "application/json")
         status = status_holder[0].split()[0] if status_holder else "500"
-        kind = _kind(body, environ.get("CONTENT_TYPE", ""))
         self.metrics.requests.labels(kind=kind, status=status).inc()
         self.metrics.ack_seconds.observe(time.perf_counter() - started)
         return result
@@ -125,7 +160,14 @@ class _Body:
 
 
 def _reply(start_response: StartResponse, status: int, body: bytes, ctype: str) -> list[bytes]:
-    reason = {200: "OK", 404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable"}
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        413: "Payload Too Large",
+        503: "Service Unavailable",
+    }
     start_response(
         f"{status} {reason.get(status, '')}".strip(),
         [("Content-Type", ctype), ("Content-Length", str(len(body)))],

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from bot.listeners import buttons, commands, home
+from bot.listeners import buttons, commands, home, shape
 
 if TYPE_CHECKING:
     from bot.context import Bot
@@ -19,6 +19,7 @@ def register_listeners(app: App, bot: Bot) -> None:
         app: a Bolt App built with `process_before_response=True`.
         bot: the runtime and Slack-side services the listeners use.
     """
+    app.use(shape.WellFormed())
     commands.register(app, bot)
     buttons.register(app, bot)
     home.register(app, bot)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +11,7 @@ from slack_bolt import Ack, App
 
 from access.config.permissions import Actor
 from access.failpoints import failpoint
+from access.ids import id_pattern
 from bot.actions import Action
 from bot.listeners import audit_pages, decisions
 from bot.listeners.home import publish_home
@@ -18,6 +21,19 @@ if TYPE_CHECKING:
     from bot.context import Bot
 
 Decision = Callable[["Bot", Actor, str], str]
+# What our decision buttons carry: a request ID (approve, deny, cancel) or a grant ID.
+BUTTON_VALUE = re.compile(f"{id_pattern('r')}|{id_pattern('g')}")
+NOT_OURS = ":warning: That button carries no request or grant of ours; nothing was done."
+log = logging.getLogger(__name__)
+
+
+def _refresh_home(bot: Bot, user_id: str) -> None:
+    """Redraw App Home after a click there; a failure is logged, never put in place of the
+    click's own answer (the action itself was done, or refused for its own reason)."""
+    try:
+        publish_home(bot, user_id)
+    except Exception as exc:
+        log.warning("App Home of %s not redrawn after a click: %s", user_id, exc)
 
 
 def register(app: App, bot: Bot) -> None:
@@ -36,14 +52,19 @@ def register(app: App, bot: Bot) -> None:
         def clicked(body: dict[str, Any]) -> None:
             failpoint("after_click_ack")
             action = (body.get("actions") or [{}])[0]
-            target = str(action.get("value") or "")
+            target = action.get("value")
             user_id = user_of(body)
+            if not isinstance(target, str) or not BUTTON_VALUE.fullmatch(target):
+                log.warning("a %s click with a value no button of ours carries", action.get("action_id"))
+                reply(bot, body, NOT_OURS)
+                return
             actor = bot.directory.actor(user_id)
             try:
                 text = decide(bot, actor, target)
             finally:
-                if (body.get("container") or {}).get("type") == "view":
-                    publish_home(bot, user_id)
+                container = body.get("container")
+                if isinstance(container, dict) and container.get("type") == "view":
+                    _refresh_home(bot, user_id)
             reply(bot, body, text)
 
         return clicked

@@ -125,3 +125,36 @@ def test_extending_from_home_moves_the_expiry_shown(world: World) -> None:
     assert later.id == grant.id
     assert later.expires_at - grant.expires_at == timedelta(minutes=20)  # the original length, under 30m
     assert f"<!date^{int(later.expires_at.timestamp())}^" in str(view["blocks"])
+
+
+def test_a_home_click_says_what_was_done_when_the_view_cannot_be_redrawn(world: World) -> None:
+    dev = dev_worker(world)
+    world.driver.command("U0ALICE", f"request {dev.instance_id} 30m revoke while home is down")
+    grant: Grant = eventually(lambda: live_grant(world, "U0ALICE", dev.instance_id))
+    eventually(lambda: f"eice-grant-{grant.id}" in world.policies("alice"))
+    open_home(world, "U0ALICE")
+    world.slack.fail("views.publish", status=200, error="ratelimited", times=5)
+    world.driver.click_home("U0ALICE", Action.REVOKE, grant.id)
+    eventually(lambda: f"eice-grant-{grant.id}" not in world.policies("alice"))
+    told = eventually(lambda: [m.text for m in world.slack.dms("U0ALICE") if "revoked" in m.text.lower()])
+    assert told
+    assert not [m.text for m in world.slack.dms("U0ALICE") if "went wrong" in m.text]
+
+
+def test_a_click_whose_value_is_no_id_of_ours_is_answered_and_changes_nothing(world: World) -> None:
+    open_home(world, "U0ALICE")
+    counts = (world.count("access_requests"), world.count("audit_events"), world.count("grants"))
+    for value in ("", "r-\x00x", "{'id': 'r-6wqfmswdtv'}", "g-" + "x" * 5000):
+        payload = {
+            "type": "block_actions",
+            "user": {"id": "U0ALICE", "username": "alice", "team_id": "T0SANDBOX"},
+            "container": {"type": "view", "view_id": "V0"},
+            "trigger_id": "1.2.3",
+            "team": {"id": "T0SANDBOX"},
+            "actions": [{"action_id": str(Action.REVOKE), "block_id": "b", "type": "button", "value": value}],
+        }
+        assert world.driver._post_payload(payload).status == 200
+    said = eventually(lambda: [m.text for m in world.slack.dms("U0ALICE") if "carries no request" in m.text])
+    eventually(lambda: len([m for m in world.slack.dms("U0ALICE") if "carries no request" in m.text]) == 4)
+    assert said
+    assert (world.count("access_requests"), world.count("audit_events"), world.count("grants")) == counts
