@@ -14,6 +14,7 @@ from access.audit.queries import Connection, GrantAudit
 from access.durations import format_duration, parse_duration
 from access.errors import InvalidInput
 from bot.actions import AuditAction
+from bot.blocks import escape
 
 USAGE = "usage: `/eice audit [i-... | @user | g-...] [--since 7d]`"
 PAGE_SIZE = 5  # grants per Slack page: each takes three blocks and up to 8 connection lines
@@ -55,11 +56,14 @@ def parse_audit_args(text: str) -> AuditQuery:
     """
     words = text.split()
     subject: dict[str, str] = {}
-    since = DEFAULT_SINCE
+    since, since_given = DEFAULT_SINCE, False
     i = 0
     while i < len(words):
         word = words[i]
         if word == "--since" or word.startswith("--since="):
+            if since_given:
+                raise InvalidInput(f"--since is given twice. {USAGE}")
+            since_given = True
             value = word.partition("=")[2] if "=" in word else None
             if value is None:
                 if i + 1 >= len(words):
@@ -110,12 +114,12 @@ def _grant_text(r: GrantAudit) -> str:
     flags = "  :rotating_light: *break-glass*" if r.break_glass else ""
     end = f", revoked {_ts(r.revoked_at)}" if r.revoked_at else ""
     lines = [
-        f"*{r.grant_id}* `{r.instance_id}` {r.instance_name} ({r.region}), {r.status}{flags}",
+        f"*{r.grant_id}* `{r.instance_id}` {escape(r.instance_name or '')} ({r.region}), {r.status}{flags}",
         f"<@{r.requester_id}> as `{r.os_user}`:{r.port}, approved by {approved}",
         f"{_ts(r.starts_at)} to {_ts(r.expires_at)}{end}",
     ]
     if r.reason:
-        lines.append(f"_{r.reason[:200]}_")
+        lines.append(f"_{escape(r.reason[:200])}_")
     return "\n".join(lines)
 
 

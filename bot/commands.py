@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from access.config.model import OS_USER, PRINCIPAL_ARN
-from access.durations import parse_duration
+from access.durations import parse_grant_duration
 from access.errors import InvalidInput
 
 MAX_TEXT = 3000
@@ -15,6 +15,9 @@ INSTANCE_REF = re.compile(r"^(i-[0-9a-f]{8,17}|[\w.:/=+@-]{1,255})$")
 GRANT_ID = re.compile(r"^g-[a-z0-9]{4,38}$")
 USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what no one types; tabs and newlines pass
+# An em or en dash and a letter: what phones and macOS make of two hyphens typed before a flag
+LOOKS_LIKE_A_FLAG = re.compile("^[\u2010-\u2015\u2212]+[A-Za-z]")
 
 USAGE = """\
 *Usage:* `/eice <command>`
@@ -83,15 +86,23 @@ def split(text: str) -> Parsed:
     """Split command text into subcommand and arguments (whitespace separated)."""
     if len(text) > MAX_TEXT:
         raise UsageError(f"that command is {len(text):,} characters long; the limit is {MAX_TEXT:,}")
+    if CONTROL.search(text):
+        raise UsageError("that command has a control character in it; type it again without")
     words = text.split()
     if not words:
         return Parsed("help", [])
+    for word in words:
+        if LOOKS_LIKE_A_FLAG.match(word):
+            raise UsageError(
+                f"{word[:40]!r} starts with a long dash: type options with two hyphens (--port), "
+                "or turn off your keyboard's smart punctuation"
+            )
     return Parsed(words[0].lower(), words[1:])
 
 
 def _duration(text: str) -> str:
     try:
-        parse_duration(text)
+        parse_grant_duration(text)
     except InvalidInput as exc:
         raise UsageError(exc.message) from None
     return text.lower()
@@ -115,7 +126,12 @@ def parse_request(args: list[str]) -> RequestCommand:
     os_user: str | None = None
     break_glass = False
     words = iter(args)
+    seen: set[str] = set()
     for word in words:
+        if word in ("--port", "--user", "--break-glass"):
+            if word in seen:
+                raise UsageError(f"{word} is given twice; {usage}")
+            seen.add(word)
         if word in ("--port", "--user"):
             value = next(words, None)
             if value is None:
@@ -135,14 +151,23 @@ def parse_request(args: list[str]) -> RequestCommand:
     if len(positional) < 2:
         raise UsageError(usage)
     ref, duration, *reason_words = positional
-    if not INSTANCE_REF.match(ref):
-        raise UsageError(f"{ref[:40]!r} is neither an instance ID (i-...) nor an instance Name")
+    instance_ref(ref)
     reason = " ".join(reason_words)
     if len(reason) > MAX_REASON:
         raise UsageError(f"the reason is longer than {MAX_REASON:,} characters")
     if break_glass and not reason:
         raise UsageError("say why you need break-glass access (a reason is required)")
     return RequestCommand(ref, _duration(duration), reason, port, os_user, break_glass)
+
+
+def instance_ref(ref: str) -> str:
+    """An instance ID or Name as typed; a UsageError that says what to type instead."""
+    if not INSTANCE_REF.match(ref):
+        raise UsageError(
+            f"{ref[:40]!r} is neither an instance ID (i-...) nor an instance Name (a Name with "
+            "spaces or quotes cannot be typed here: use the instance ID)"
+        )
+    return ref
 
 
 def parse_no_args(args: list[str]) -> NoArgs:

@@ -27,6 +27,7 @@ from bot.commands import (
     LinkCommand,
     RequestCommand,
     UsageError,
+    instance_ref,
     parse_extend,
     parse_link,
     parse_no_args,
@@ -260,9 +261,14 @@ def parse_doctor(words: list[str]) -> tuple[str, int | None, str | None]:
     if not words:
         raise UsageError("usage: `/eice doctor <instance-id | Name> [--port N] [--user NAME]`")
     ref, port, user = words[0], None, None
+    instance_ref(ref)
     rest = words[1:]
+    seen: set[str] = set()
     while rest:
         flag = rest.pop(0)
+        if flag in seen:
+            raise UsageError(f"{flag} is given twice")
+        seen.add(flag)
         if flag in ("--port", "--user") and rest:
             value = rest.pop(0)
             if flag == "--port":
@@ -319,14 +325,14 @@ def run_doctor(inv: Invocation, cmd: tuple[str, int | None, str | None]) -> None
 def parse_audit(words: list[str]) -> Any:
     """`/eice audit [i-... | @user | <grant-id>] [--since 7d]` (pure; runs before the ack)."""
     from access.errors import AccessError
+    from bot.audit_blocks import USAGE as AUDIT_USAGE
     from bot.audit_blocks import parse_audit_args
 
     try:
         return parse_audit_args(" ".join(words))
     except AccessError as exc:
-        raise UsageError(
-            f"{exc.message}\nusage: `/eice audit [i-... | @user | <grant-id>] [--since 7d]`"
-        ) from exc
+        said = exc.message
+        raise UsageError(said if AUDIT_USAGE in said else f"{said}\n{AUDIT_USAGE}") from exc
 
 
 def run_audit(inv: Invocation, query: Any) -> None:

@@ -109,3 +109,67 @@ def test_a_port_that_is_not_ascii_digits_in_range_is_a_usage_error(world: World,
 def test_doctor_refuses_an_os_user_a_request_would_refuse() -> None:
     assert _invalid("doctor web-1 --user 'root;id'")
     assert not _invalid("doctor web-1 --user ec2-user")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("request dev-box \uff13\uff10m fullwidth digits", "cannot read duration"),
+        ("request dev-box \u0663\u0660m arabic-indic digits", "cannot read duration"),
+        ("extend g-abcdefghij \uff19\uff10m", "cannot read duration"),
+        ("audit --since \uff17d", "cannot read duration"),
+        ("request dev-box 1s tiny", "under a minute; ask for at least 1m"),
+        ("request dev-box 59s tiny", "under a minute"),
+        ("extend g-abcdefghij 5s", "under a minute"),
+        ("request dev-box 30m a\x00b", "control character"),
+        ("request dev-box 30m fix disk \u2014port 2222", "starts with a long dash"),
+        ("request dev-box 30m \u2013\u2013break-glass now", "starts with a long dash"),
+        ("request dev-box 30m x --port 22 --port 2222", "--port is given twice"),
+        ("request dev-box 30m x --user ec2-user --user ubuntu", "--user is given twice"),
+        ("doctor web-1 --port 22 --port 2222", "--port is given twice"),
+        ("doctor <!channel>", "neither an instance ID"),
+        ("audit --since 7d --since 1d", "--since is given twice"),
+        ('request "web 1" 30m x', "a Name with spaces or quotes cannot be typed here"),
+    ],
+)
+def test_text_that_would_be_read_otherwise_than_meant_is_a_usage_error(text: str, said: str) -> None:
+    """Each of these used to be taken: a grant of another length, port or OS user than asked."""
+    try:
+        ROUTER.parse(text)
+    except UsageError as exc:
+        assert said in exc.message, exc.message
+        assert exc.message.count("usage:") <= 1  # said once, not once per layer
+    else:
+        raise AssertionError(f"{text!r} was taken")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "request dev-box 1m just a minute",
+        "request dev-box 30m fix disk \u2014 urgent",  # a dash between words is prose
+        "request dev-box 30m tab\tin the reason",
+        "audit --since 7d",
+    ],
+)
+def test_what_people_do_type_is_still_taken(text: str) -> None:
+    ROUTER.parse(text)
+
+
+def test_the_audit_answer_shows_peoples_text_without_letting_it_ping_or_link() -> None:
+    from datetime import UTC, datetime
+
+    from access.audit.queries import GrantAudit
+    from bot.audit_blocks import _grant_text
+
+    now = datetime.now(UTC)
+    audited = GrantAudit(
+        grant_id="g-abcdefghij", request_id="r-abcdefghij", requester_id="U0ALICE", requester_name="alice",
+        principal_arn="arn:aws:iam::123456789012:role/eice/alice", instance_id="i-0123456789abcdef0",
+        instance_name="<!here>", region="us-east-1", os_user="ec2-user", port=22,
+        reason="<!channel> <https://evil.example|click here>", status="active", starts_at=now,
+        expires_at=now, revoked_at=None, break_glass=False, auto_approved=True,
+    )  # fmt: skip
+    text = _grant_text(audited)
+    assert "<!channel>" not in text and "<!here>" not in text and "<https://" not in text
+    assert "&lt;!channel&gt; &lt;https://evil.example|click here&gt;" in text
