@@ -220,11 +220,10 @@ def bench_ack(
             cost AWS and Slack (which the bare app never asks of them) does not land on the
             bot's own acks. False: they compete as equals. Stated in the figures.
     """
-    if n < 1 or concurrency < 1 or rounds < 1 or not rate > 0 or not 0 <= sandbox_nice <= 19:
-        raise InvalidInput(
-            "--n, --concurrency and --rounds must be at least 1, --rate above 0, "
-            "and --sandbox-nice between 0 and 19"
-        )
+    if n < 1 or concurrency < 1 or rounds < 1 or not rate > 0:
+        raise InvalidInput("--n, --concurrency and --rounds must be at least 1, and --rate above 0")
+    if not 0 <= sandbox_nice <= 19:
+        raise InvalidInput("--sandbox-nice must be between 0 and 19")
     from access.migrate import upgrade
     from sandbox.aws.seed import seed_estate
     from sandbox.aws.server import AwsSandbox

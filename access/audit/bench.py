@@ -26,6 +26,7 @@ from access.audit.models import AuditEvent
 from access.audit.queries import audit_query
 from access.audit.service import GENESIS, chain_hash
 from access.db import Database
+from access.errors import InvalidInput
 from access.grants.models import Grant
 from access.grants.policy import policy_name
 from access.ids import numbered_id
@@ -264,6 +265,8 @@ def bench_audit(
         queries: queries to time per database.
         postgres_url: a server to create (and drop) a scratch database on; None skips it.
     """
+    if rows < 1 or grants < 1 or queries < 1:
+        raise InvalidInput("--rows, --grants and --queries must be at least 1")
     figures: dict[str, Any] = {"rows": rows, "grants": grants, "queries": queries}
     with tempfile.TemporaryDirectory(prefix="eice-bench-audit-") as tmp:
         timings = _run(f"sqlite:///{Path(tmp) / 'audit.sqlite'}", rows, grants, queries)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from sqlalchemy.orm import Session
 
 from access.audit.cloudtrail_models import CollectorWatermark
@@ -32,7 +32,7 @@ from access.audit.store import (
     PollReport,
     store_page,
 )
-from access.aws.calls import error_code, is_retryable
+from access.aws.calls import AWS_FAILURES, error_code, is_retryable
 from access.outbox.service import enqueue
 from access.runtime import Runtime
 
@@ -121,7 +121,7 @@ class CloudTrailCollector:
         for region, source in sources:
             try:
                 self._poll_source(region, source, report)
-            except (ClientError, BotoCoreError) as exc:
+            except AWS_FAILURES as exc:
                 why = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
                 report.failed[f"{region}/{source}"] = why
                 log.error("CloudTrail %s in %s: %s; the other regions go on", source, region, exc)

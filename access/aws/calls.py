@@ -14,8 +14,13 @@ from typing import Any, TypeVar
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from access.errors import AwsError
+
+# What a boto3 call raises when AWS (or what answered in its place) failed it; the parser's
+# error is not a BotoCoreError (an endpoint that answers HTML, say: a proxy, a wrong region).
+AWS_FAILURES = (ClientError, BotoCoreError, ResponseParserError)
 
 T = TypeVar("T")
 
@@ -130,7 +135,7 @@ def aws_failures_as(what: str) -> Iterator[None]:
     """Turn an AWS failure that outlasted the retries into an `AwsError` saying what failed."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
-        code = error_code(exc) or type(exc).__name__
+    except AWS_FAILURES as exc:
+        code = (error_code(exc) if isinstance(exc, ClientError) else None) or type(exc).__name__
         message = f"AWS refused or failed {what} ({code}); nothing was changed, try again shortly"
         raise AwsError(message) from exc

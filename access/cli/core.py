@@ -91,7 +91,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             owner = installation_id(session)
     finally:
         db.dispose()
-    print(f"{redact_url(url)} is at revision {current(url)}; installation ID {owner}", file=sys.stderr)
+    print(f"{redact_url(url)} is at revision {current(url)}; installation ID {owner}")
     return 0
 
 

@@ -31,6 +31,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             mark = "ok  " if step.ok else "FAIL"
             print(f"{step.at[11:23]}  {mark}  {step.name}: {step.detail}", flush=True)
 
+    if args.html and not Path(args.html).resolve().parent.is_dir():  # found now, not after the demo
+        print(
+            f"eice demo: --html {args.html}: no such folder {Path(args.html).resolve().parent}",
+            file=sys.stderr,
+        )
+        return 2
     if not args.json:
         print("eice demo: starting the sandbox and the bot (loopback only)...", flush=True)
     result = run_demo(workdir=Path(args.workdir) if args.workdir else None, progress=progress)

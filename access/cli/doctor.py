@@ -33,9 +33,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from access.aws.calls import AwsClients
+    from access.aws.calls import AWS_FAILURES, AwsClients
     from access.config.loader import load_config
     from access.preflight import render_table, run_preflight
 
@@ -57,8 +55,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return _fail(exc.message, 1)
     except AccessError as exc:  # Ambiguous: the person must name the instance better
         return _fail(exc.message)
-    except (ClientError, BotoCoreError) as exc:
-        return _fail(f"AWS call failed: {exc}", 1)
+    except AWS_FAILURES as exc:
+        return _fail(f"AWS call failed: {str(exc).splitlines()[0][:300]}", 1)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import shlex
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -35,6 +36,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.stack import SandboxStack
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="eice-sandbox-"))
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"eice sandbox: --workdir {workdir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     stack = SandboxStack(workdir=workdir, tls=args.tls, cloudtrail_delay_s=args.cloudtrail_delay)
     stack.start()
     try:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
+from access.aws.calls import AWS_FAILURES
 from access.clock import SystemClock, parse_iso
 from access.errors import AccessError
 from access.tunnel.client import SHUTDOWN_TIMEOUT_S, TunnelSettings, run, run_stdio, serve_local_port
@@ -198,6 +199,8 @@ def tunnel_command(args: argparse.Namespace) -> int:
                 return _fail(f"cannot listen on 127.0.0.1:{args.local_port}: {exc.strerror or exc}")
     except AccessError as exc:
         return _fail(exc.message)
+    except AWS_FAILURES as exc:
+        return _fail(f"AWS call failed: {str(exc).splitlines()[0][:300]}")
     except ValueError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -220,6 +223,8 @@ def ssh_command(args: argparse.Namespace) -> int:
         )
     except AccessError as exc:
         return _fail(exc.message)
+    except AWS_FAILURES as exc:
+        return _fail(f"AWS call failed: {str(exc).splitlines()[0][:300]}")
     except ValueError as exc:
         return _fail(str(exc))
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from access.aws.calls import AWS_FAILURES
 from access.errors import NotFound
 from access.tunnel.errors import TunnelError
 
@@ -30,7 +29,8 @@ def _instance(ec2: Any, instance: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"InstanceIds": [instance]}
     else:
         kwargs = {"Filters": [{"Name": "tag:Name", "Values": [instance]}]}
-    found = [i for r in ec2.describe_instances(**kwargs)["Reservations"] for i in r["Instances"]]
+    answer = ec2.describe_instances(**kwargs)
+    found = [i for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
     found = [i for i in found if i.get("State", {}).get("Name") != "terminated"]
     if len(found) != 1:
         what = "no instance" if not found else f"{len(found)} instances"
@@ -82,8 +82,9 @@ def resolve_target(
             raise TunnelError("cannot choose an endpoint: pass --endpoint-id")
         pages = ec2.get_paginator("describe_instance_connect_endpoints").paginate(Filters=filters)
         endpoints = [e for page in pages for e in page.get("InstanceConnectEndpoints", [])]
-    except (ClientError, BotoCoreError) as exc:
-        raise TunnelError(f"could not look up the instance or its endpoint: {exc}") from exc
+    except AWS_FAILURES as exc:
+        said = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise TunnelError(f"could not look up the instance or its endpoint: {said}") from exc
     endpoint = choose_endpoint(endpoints, details.get("SubnetId"))
     if endpoint is None:
         raise NotFound(f"no usable EC2 Instance Connect Endpoint for {instance or endpoint_id}")

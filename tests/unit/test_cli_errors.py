@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,60 @@ def test_output_cut_short_by_a_pipe_is_no_error(migrated: dict[str, str], tmp_pa
     )
     os.close(writer)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_migrate_prints_what_it_did_on_stdout(tmp_path: Path) -> None:
+    env = {"EICE_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite'}"}
+    done = eice("migrate", env=env, cwd=tmp_path)
+    assert done.returncode == 0
+    assert "is at revision" in done.stdout and "installation ID" in done.stdout  # ID=$(eice migrate)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["demo", "--html", "/nonexistent/folder/d.html"], "--html /nonexistent/folder/d.html: no such"),
+        (["sandbox", "--workdir", "/proc/no/such"], "--workdir /proc/no/such:"),
+        (["bench", "audit", "--rows", "-1"], "--rows, --grants and --queries must be at least 1"),
+        (["bench", "ack", "--n", "0"], "--n, --concurrency and --rounds must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(args: list[str], said: str, tmp_path: Path) -> None:
+    done = eice(*args, env={}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert said in one_line(done)
+
+
+class _HtmlPage(BaseHTTPRequestHandler):
+    """What answers in AWS's place when something in between fails: an HTML error page."""
+
+    def do_POST(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("command", [["doctor", "web-1"], ["tunnel", "web-1", "--local-port", "0"]])
+def test_an_endpoint_that_answers_html_is_one_line(command: list[str], tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_MAX_ATTEMPTS": "1",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+        done = eice(*command, env=env, cwd=tmp_path)
+    finally:
+        server.shutdown()
+    assert done.returncode == 1
+    line = one_line(done)
+    assert "Unable to parse response" in line, line
