@@ -117,6 +117,7 @@ class SandboxStack:
                 "EICE_SLACK_API_URL": self.slack.url + "/api/",
                 "EICE_DATABASE_URL": database_url,
                 "EICE_CONFIG": str(self.config_path),
+                "EICE_INBOX_DIR": str(Path(self.config_path).parent / "inbox"),  # not ~/.local/state
                 "EICE_TUNNEL_SCHEME": self.tunnels.scheme,
             }
         )

@@ -70,6 +70,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from access.audit.export import to_csv, to_json, to_table
     from access.audit.queries import audit_query, out_of_band_events
     from access.clock import SystemClock
+    from access.config.model import PRINCIPAL_ARN, SLACK_USER
     from access.durations import parse_duration
     from access.errors import InvalidInput
 
@@ -78,9 +79,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except InvalidInput as exc:
         print(f"eice: --since: {exc.message}", file=sys.stderr)
         return 2
-    if args.limit < 1:
-        print("eice: --limit must be at least 1", file=sys.stderr)
-        return 2
+    problems = [
+        (args.limit < 1, "--limit must be at least 1"),
+        (args.offset < 0, "--offset cannot be negative"),
+        (
+            args.instance is not None and not re.fullmatch(r"i-[0-9a-f]{8,17}", args.instance),
+            f"--instance {str(args.instance)[:40]!r} is not an instance ID (i-...)",
+        ),
+        (
+            args.grant is not None and not re.fullmatch(r"g-[a-z0-9]{4,38}", args.grant),
+            f"--grant {str(args.grant)[:40]!r} is not a grant ID (g-...)",
+        ),
+        (
+            args.user is not None and not (SLACK_USER.fullmatch(args.user) or PRINCIPAL_ARN.match(args.user)),
+            f"--user {str(args.user)[:80]!r} is neither a Slack user ID (U...) nor an IAM principal ARN",
+        ),
+    ]
+    for bad, message in problems:
+        if bad:
+            print(f"eice: {message}", file=sys.stderr)
+            return 2
     db = _database(args)
     try:
         with db.transaction() as session:

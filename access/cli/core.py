@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--region", required=True)
     p.add_argument("--account", required=True, help="12-digit AWS account ID")
     p.add_argument("--port", type=int, default=22)
-    p.add_argument("--os-user", default="ec2-user")
+    p.add_argument("--os-user", default="ec2-user", help="the OS user (as eice.toml accepts one)")
     p.add_argument("--start", help="ISO 8601 (default: now)")
     p.add_argument("--expires", required=True, help="ISO 8601")
     p.add_argument(
@@ -99,6 +99,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     import re
     from datetime import UTC, datetime
 
+    from access.config.model import OS_USER, PRINCIPAL_ARN, REGION
     from access.grants.policy import GrantScope, check_policy_fits, grant_policy
 
     checks = [
@@ -114,9 +115,16 @@ def cmd_policy(args: argparse.Namespace) -> int:
             re.fullmatch(r"\d{12}", args.account),
             f"--account {args.account!r} is not a 12-digit account ID",
         ),
+        (REGION.match(args.region), f"--region {args.region!r} is not an AWS region"),
+        (OS_USER.match(args.os_user), f"--os-user {args.os_user[:40]!r} is not a valid OS user name"),
+        (1 <= args.port <= 65535, f"--port {args.port} is not between 1 and 65535"),
         (
-            re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args.region),
-            f"--region {args.region!r} is not an AWS region",
+            1 <= args.overshoot <= 3600,
+            f"--overshoot {args.overshoot} is not between 1 and 3600 seconds (a tunnel lasts at most 1h)",
+        ),
+        (
+            not args.principal_arn or PRINCIPAL_ARN.match(args.principal_arn),
+            f"--principal-arn {str(args.principal_arn)[:80]!r} is not an IAM role or user ARN",
         ),
     ]
     for ok, message in checks:

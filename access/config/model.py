@@ -130,6 +130,13 @@ class Overrides(Strict):
     def _max_duration(cls, value: timedelta | None) -> timedelta | None:
         return _grant_length(value)
 
+    @field_validator("max_tunnel_overshoot")
+    @classmethod
+    def _overshoot(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value > timedelta(hours=1):
+            raise ValueError("can be at most 1h: no tunnel lasts longer (maxTunnelDuration)")
+        return value
+
 
 class Defaults(Overrides):
     max_duration: Duration = timedelta(hours=4)

@@ -118,6 +118,17 @@ def test_cli_prints_table_json_and_csv(estate, capsys) -> None:
     assert main(["audit", *url, "--user", "U0BOB", "--since", "1d"]) == 0
     assert "BREAK-GLASS" in capsys.readouterr().out
     assert main(["audit", *url, "--since", "soon"]) == 2
+    capsys.readouterr()
+    for flags, said in (  # each used to print "no matching grants", as if there were none
+        (["--instance", "web-1"], "--instance 'web-1' is not an instance ID (i-...)"),
+        (["--grant", "nope"], "--grant 'nope' is not a grant ID (g-...)"),
+        (["--user", "bob"], "--user 'bob' is neither a Slack user ID (U...) nor an IAM principal ARN"),
+        (["--offset", "-5"], "--offset cannot be negative"),
+    ):
+        assert main(["audit", *url, *flags]) == 2, flags
+        captured = capsys.readouterr()
+        assert said in captured.err and captured.out == "", (flags, captured.err)
+    assert main(["audit", *url, "--user", mallory.principal_arn, "--format", "json"]) == 0
 
 
 def test_slack_blocks_page_through_results(estate) -> None:

@@ -93,6 +93,7 @@ def test_parse_never_crashes_on_any_text(text: str) -> None:
         ('[[rules]]\nname = "x"\nmatch = { region = "moon" }', "rules.0.match.region: 'moon' is not"),
         ('[defaults]\nmax_duration = "30d"', "defaults.max_duration: 30d is longer than a grant may be (7d)"),
         ('[break_glass]\nmax_duration = "8d"', "break_glass.max_duration: 8d is longer"),
+        ('[defaults]\nmax_tunnel_overshoot = "2h"', "max_tunnel_overshoot: can be at most 1h"),
         (
             '[defaults]\napprovers = ["U0BOB"]\napprovals_required = 2',
             "defaults needs 2 approvals but names only 1 approver(s): its requests could never be approved",

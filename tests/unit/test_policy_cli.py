@@ -66,3 +66,12 @@ def test_policy_refuses_bad_input_with_a_clear_line() -> None:
     assert "--expires must be after --start" in bad.stderr
     bad = eice("policy", *[a if a != "10.0.1.4" else "10.0.1" for a in ARGS])
     assert bad.returncode == 2 and "does not appear to be an IPv4" in bad.stderr
+    for flags, said in (
+        (["--os-user", "Root;rm"], "--os-user 'Root;rm' is not a valid OS user name"),
+        (["--overshoot", "99999"], "--overshoot 99999 is not between 1 and 3600"),
+        (["--port", "0"], "--port 0 is not between 1 and 65535"),
+        (["--principal-arn", "bogus"], "--principal-arn 'bogus' is not an IAM role or user ARN"),
+        (["--region", "moon-1"], "--region 'moon-1' is not an AWS region"),
+    ):
+        bad = eice("policy", *ARGS, *flags)
+        assert bad.returncode == 2 and bad.stdout == "" and said in bad.stderr, (flags, bad.stderr)
