@@ -21,6 +21,7 @@ class LambdaBot:
 
     def __init__(self) -> None:
         settings = get_settings()
+        logging.getLogger().setLevel(settings.eice_log_level)  # Lambda's runtime set up the handler
         self.settings = settings
         self.rt = Runtime.from_settings(settings)
         self.bot = Bot.create(self.rt, web_client(settings))
