@@ -23,3 +23,4 @@ def register_listeners(app: App, bot: Bot) -> None:
     commands.register(app, bot)
     buttons.register(app, bot)
     home.register(app, bot)
+    buttons.register_fallback(app, bot)  # last: it takes any action no listener above took

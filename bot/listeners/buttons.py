@@ -93,3 +93,22 @@ def register(app: App, bot: Bot) -> None:
     ):
         app.action(str(action))(ack=keep_and_ack, lazy=[lazy_job(bot)(fn)])
     audit_pages.register(app, bot)
+
+
+RETIRED = ":warning: That button is no longer in use; nothing was done. `/eice help` lists what is."
+
+
+def register_fallback(app: App, bot: Bot) -> None:
+    """Any other button (one on an old message whose action was renamed or removed): acked,
+    and its clicker told, instead of Bolt's 404 that leaves the click spinning."""
+
+    def ack_only(ack: Ack) -> None:
+        ack()
+
+    @lazy_job(bot)
+    def retired_clicked(body: dict[str, Any]) -> None:
+        action = (body.get("actions") or [{}])[0]
+        log.warning("a click on %r, which no listener takes", str(action.get("action_id"))[:64])
+        reply(bot, body, RETIRED)
+
+    app.action(re.compile(".+"))(ack=ack_only, lazy=[retired_clicked])

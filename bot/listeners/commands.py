@@ -7,16 +7,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App
+from slack_sdk.errors import SlackApiError
 
 from access import workflows
 from access.access_requests import flows as requests
 from access.access_requests.prepare import PreparedRequest, RequestInput
 from access.access_requests.service import pending_requests
 from access.audit.service import record
+from access.aws.calls import aws_failures_as
 from access.aws.lookups import one_lookup_each
 from access.config.model import OS_USER
 from access.config.permissions import can_link, is_admin
-from access.errors import NotPermitted
+from access.errors import InvalidInput, NotPermitted
 from access.grants import service as grant_service
 from access.principals.service import link_principal
 from bot import blocks
@@ -236,6 +238,7 @@ def run_link(inv: Invocation, cmd: LinkCommand) -> None:
     verdict = can_link(actor, rt.config)
     if not verdict:
         raise NotPermitted(verdict.reason)
+    _linkable(inv, cmd)
     now = rt.clock.now()
     with rt.db.transaction() as session:
         link_principal(
@@ -253,6 +256,24 @@ def run_link(inv: Invocation, cmd: LinkCommand) -> None:
             detail={"user": cmd.user_id, "principal": cmd.principal_arn},
         )
     inv.say(f"<@{cmd.user_id}> now acts as `{cmd.principal_arn}`.")
+
+
+def _linkable(inv: Invocation, cmd: LinkCommand) -> None:
+    """The person is a member of this workspace (not a bot, not deactivated) and the principal
+    exists: a link to either would only show up later, as a request that fails."""
+    try:
+        user = inv.bot.client.users_info(user=cmd.user_id)["user"]
+    except SlackApiError as exc:
+        if exc.response.get("error") == "user_not_found":
+            raise InvalidInput(f"<@{cmd.user_id}> is not in this workspace; nothing was linked") from None
+        raise
+    if user.get("is_bot") or user.get("deleted"):
+        what = "a bot" if user.get("is_bot") else "deactivated"
+        raise InvalidInput(f"<@{cmd.user_id}> is {what}; nothing was linked")
+    with aws_failures_as(f"the lookup of {cmd.principal_arn}"):
+        found = inv.bot.rt.iam.exists(cmd.principal_arn)
+    if not found:
+        raise InvalidInput(f"`{cmd.principal_arn}` does not exist in IAM; nothing was linked")
 
 
 def parse_doctor(words: list[str]) -> tuple[str, int | None, str | None]:

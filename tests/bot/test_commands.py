@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from access.audit.models import AuditEvent
@@ -163,3 +164,24 @@ def test_admin_links_a_user_who_can_then_get_access(world: World) -> None:
     grant = eventually(lambda: live_grant(world, "U0DAVE", dev.instance_id))
     assert grant.principal_arn == role_arn
     eventually(lambda: f"eice-grant-{grant.id}" in world.policies("dave"))
+
+
+@pytest.mark.parametrize(
+    ("who", "arn", "refusal"),
+    [
+        ("<@U0NOSUCHUSER>", "role:dave", "<@U0NOSUCHUSER> is not in this workspace; nothing was linked"),
+        ("<@U0CAROL|carol>", "arn:aws:iam::{account}:role/eice/nobody", "does not exist in IAM; nothing"),
+    ],
+)
+def test_a_link_to_nobody_is_refused_and_changes_nothing(
+    world: World, who: str, arn: str, refusal: str
+) -> None:
+    """Both used to be stored, and show up only later as requests that fail."""
+    target = dave_role(world) if arn == "role:dave" else arn.format(account=world.estate.account_id)
+    seen = len(world.slack.ephemerals("U0ADMIN"))
+    before = acts_of(world, "U0ADMIN")
+    world.driver.command("U0ADMIN", f"link {who} {target}")
+    eventually(lambda: said(world, "U0ADMIN", refusal, after=seen))
+    with world.rt.db.transaction() as s:
+        assert s.get(PrincipalLink, "U0NOSUCHUSER") is None and s.get(PrincipalLink, "U0CAROL") is None
+    assert acts_of(world, "U0ADMIN") == before

@@ -158,3 +158,17 @@ def test_a_click_whose_value_is_no_id_of_ours_is_answered_and_changes_nothing(wo
     eventually(lambda: len([m for m in world.slack.dms("U0ALICE") if "carries no request" in m.text]) == 4)
     assert said
     assert (world.count("access_requests"), world.count("audit_events"), world.count("grants")) == counts
+
+
+def test_a_click_on_a_button_no_longer_in_use_is_answered(world: World) -> None:
+    open_home(world, "U0ALICE")
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U0ALICE", "username": "alice", "team_id": "T0SANDBOX"},
+        "container": {"type": "view", "view_id": "V0"},
+        "trigger_id": "1.2.3",
+        "team": {"id": "T0SANDBOX"},
+        "actions": [{"action_id": "eice_renamed_long_ago", "block_id": "b", "type": "button", "value": "x"}],
+    }
+    assert world.driver._post_payload(payload).status == 200  # was 404, and nobody told
+    eventually(lambda: [m.text for m in world.slack.dms("U0ALICE") if "no longer in use" in m.text])
