@@ -9,7 +9,6 @@ from access.errors import InvalidInput
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"([0-9]{1,7})([dhms])")  # ASCII digits: \d also takes fullwidth and Arabic-Indic ones
-SHORTEST_GRANT = timedelta(minutes=1)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -35,16 +34,8 @@ def parse_duration(text: str) -> timedelta:
     if pos != len(raw) or not seen:
         raise InvalidInput(f"cannot read duration {text[:40]!r}; use a form like 30m, 1h or 1h30m")
     if total <= 0:
-        raise InvalidInput(f"duration {text!r} is zero; ask for at least one minute")
+        raise InvalidInput(f"duration {text[:40]!r} is zero; use a form like 30m, 1h or 1h30m")
     return timedelta(seconds=total)
-
-
-def parse_grant_duration(text: str) -> timedelta:
-    """A duration of access asked for (a request or an extension): at least a minute."""
-    value = parse_duration(text)
-    if value < SHORTEST_GRANT:
-        raise InvalidInput(f"duration {text[:40]!r} is under a minute; ask for at least 1m")
-    return value
 
 
 def format_duration(value: timedelta | float) -> str:

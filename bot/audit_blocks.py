@@ -48,6 +48,10 @@ class AuditQuery:
         return f"{subject or 'all grants'}, last {format_duration(self.since)}"
 
 
+def _grants(n: int) -> str:
+    return f"{n} grant" if n == 1 else f"{n} grants"
+
+
 def parse_audit_args(text: str) -> AuditQuery:
     """Parse `[i-... | <@U..> | g-...] [--since 7d]`.
 
@@ -169,7 +173,7 @@ def audit_blocks(
     return _render(
         results[page * page_size : (page + 1) * page_size],
         page=page,
-        summary=f"{len(results)} grants, page {page + 1} of {pages}",
+        summary=f"{_grants(len(results))}, page {page + 1} of {pages}",
         has_next=page + 1 < pages,
         query=query,
         query_text=query_text,
@@ -291,7 +295,7 @@ def audit_text(
     pages = max(1, -(-len(results) // page_size))
     page = max(0, min(page, pages - 1))
     heading = f"Audit: {query.describe()}" if query else "Audit"
-    lines = [f"{heading} ({len(results)} grants, page {page + 1} of {pages})"]
+    lines = [f"{heading} ({_grants(len(results))}, page {page + 1} of {pages})"]
     for r in results[page * page_size : (page + 1) * page_size]:
         lines.append(
             f"{r.grant_id} {r.instance_id} <@{r.requester_id}> {r.status}, "

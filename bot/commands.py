@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from access.config.model import OS_USER, PRINCIPAL_ARN
-from access.durations import parse_grant_duration
+from access.durations import parse_duration
 from access.errors import InvalidInput
 
 MAX_TEXT = 3000
@@ -102,7 +102,7 @@ def split(text: str) -> Parsed:
 
 def _duration(text: str) -> str:
     try:
-        parse_grant_duration(text)
+        parse_duration(text)
     except InvalidInput as exc:
         raise UsageError(exc.message) from None
     return text.lower()

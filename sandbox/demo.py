@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def run_demo(
     log = (workdir / "bot.log").open("w")
     try:
         migrated = eice(["migrate"], env)
-        run.step("migrate", migrated.returncode == 0, migrated.stderr.strip()[-300:])
+        run.step("migrate", migrated.returncode == 0, _last_line(migrated.stdout or migrated.stderr))
         bot = subprocess.Popen(
             [sys.executable, "-m", "access.cli.main", "serve", "--http", "--host", "127.0.0.1",
              "--port", str(port)],
@@ -188,10 +189,12 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
         lambda: next((m for m in slack.dms("U0ALICE") if "eice ssh" in json.dumps(m.blocks) + m.text), None),
         20,
     )
+    commands = _dm_commands(dm) if dm else []
+    wanted = ("eice ssh ", "aws ec2-instance-connect ssh ", "aws ec2-instance-connect open-tunnel ")
     run.step(
         "DM with the commands",
-        dm is not None,
-        "eice ssh / aws ec2-instance-connect ssh / open-tunnel" if dm else "no DM",
+        all(any(c.startswith(w) for c in commands) for w in wanted),
+        "\n".join(commands) if commands else "no DM with commands",
     )
     updated = slack.message(card.channel, card.ts)
     run.step("card updated in place", bool(updated and updated.history), "chat.update on the same ts")
@@ -212,7 +215,7 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
     run.step(
         "alice: eice ssh -- hostname",
         ssh.returncode == 0 and "web-1" in ssh.stdout,
-        (ssh.stdout.strip() or ssh.stderr.strip())[-300:],
+        _last_line(ssh.stdout or ssh.stderr),
     )
     other = eice(
         ["tunnel", web.instance_id, "--remote-port", "2222", "--max-tunnel-duration", "60"],
@@ -222,7 +225,7 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
     run.step(
         "tunnel to another port refused",
         other.returncode != 0 and "AccessDenied" in other.stderr,
-        other.stderr.strip()[-300:],
+        _last_line(other.stderr),
     )
     revoked = wait_for(lambda: not _grant_policies(stack), GRANT_SECONDS + 20, every_s=0.2)
     run.step(
@@ -246,7 +249,7 @@ def _story(run: DemoRun, stack: SandboxStack, driver: SlackDriver, env: dict[str
     run.step(
         "after expiry: eice ssh refused",
         again.returncode != 0 and "AccessDenied" in again.stderr,
-        again.stderr.strip()[-300:],
+        _last_line(again.stderr),
     )
     db_url = env["EICE_DATABASE_URL"]
     grant_id = _latest_grant_id(db_url)
@@ -322,9 +325,20 @@ def _events_for(db_url: str, grant_id: str | None, *, refusals: int = 0) -> list
     return events
 
 
-def _expiry_from(dm: Any) -> str | None:
-    import re
+def _last_line(output: str) -> str:
+    """What a command said last (its one-line error, or its result), whole."""
+    lines = output.strip().splitlines()
+    return lines[-1][:500] if lines else ""
 
+
+def _dm_commands(dm: Any) -> list[str]:
+    """The commands in the DM's code block, as the requester sees them."""
+    text = "\n".join(str(b.get("text", {}).get("text", "")) for b in dm.blocks if b.get("type") == "section")
+    block = re.search(r"```(.*?)```", text, re.S)
+    return [line.strip() for line in block.group(1).splitlines() if line.strip()] if block else []
+
+
+def _expiry_from(dm: Any) -> str | None:
     if dm is None:
         return None
     match = re.search(r"--expires (\S+?Z)", json.dumps(dm.blocks) + dm.text)

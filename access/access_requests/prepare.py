@@ -14,7 +14,7 @@ from access.aws.ec2 import EndpointInfo, InstanceInfo, find_endpoint, find_insta
 from access.config.model import OS_USER
 from access.config.permissions import Actor, can_break_glass, can_request
 from access.config.rules import EffectiveRule, Target, effective_rule
-from access.durations import format_duration, parse_grant_duration
+from access.durations import format_duration, parse_duration
 from access.errors import InvalidInput, NotFound, NotPermitted
 from access.grants.policy import check_policy_fits, grant_policy
 from access.principals.service import resolve_principal
@@ -65,7 +65,7 @@ def prepare_request(rt: Runtime, inp: RequestInput) -> PreparedRequest:
 
 
 def _prepare(rt: Runtime, inp: RequestInput) -> PreparedRequest:
-    duration = parse_grant_duration(inp.duration)
+    duration = parse_duration(inp.duration)
     if inp.port is not None and not 1 <= inp.port <= 65535:
         raise InvalidInput(f"port {inp.port} is not between 1 and 65535")
     if inp.os_user is not None and not OS_USER.match(inp.os_user):

@@ -48,7 +48,7 @@ def audit_page(bot: Bot, query: AuditQuery, query_text: str, page: int) -> tuple
         query_text=query_text,
         out_of_band=out_of_band,
     )
-    text = f"Audit: {query.describe()}, page {page + 1} ({len(shown)} grants)"
+    text = f"Audit: {query.describe()}, page {page + 1} ({len(shown)} grant{'' if len(shown) == 1 else 's'})"
     return text, body
 
 

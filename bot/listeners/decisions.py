@@ -15,7 +15,7 @@ from access.access_requests.models import AccessRequest
 from access.access_requests.prepare import RequestInput, prepare_request
 from access.config.permissions import Actor, can_extend
 from access.config.rules import Target, effective_rule
-from access.durations import format_duration, parse_grant_duration
+from access.durations import format_duration, parse_duration
 from access.errors import InvalidInput, NotFound, NotPermitted
 from access.grants import flows as grants
 from access.grants.models import Grant
@@ -79,7 +79,7 @@ def extend(bot: Bot, actor: Actor, grant_id: str, duration: str | None) -> str:
                 f"this grant already has the {format_duration(rule.max_duration)} the rule allows"
             )
     else:
-        extra = parse_grant_duration(duration)
+        extra = parse_duration(duration)
         if held + extra > rule.max_duration:
             room = max(rule.max_duration - held, timedelta(0))
             raise InvalidInput(

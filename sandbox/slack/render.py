@@ -25,7 +25,8 @@ def transcript(slack: SlackSandbox) -> str:
     for e in slack.ephemerals():
         who, where = _who(slack, e["user"]), slack.channel_name(e["channel"])
         lines.append(f"== ephemeral to {who} in #{where} [{_time(e['message_ts'])}] ==")
-        lines.extend("  " + t for t in [e["text"], *_block_lines(e["blocks"])] if t)
+        shown = _block_lines(e["blocks"]) if e["blocks"] else [e["text"]]
+        lines.extend("  " + t for t in shown if t)
         lines.append("")
     for user_id in sorted(slack.users):
         view = slack.home_view(user_id)
@@ -49,7 +50,7 @@ def html(slack: SlackSandbox) -> str:
     ephemerals = [
         f'<div class="msg ephemeral"><div class="meta">Only visible to '
         f"{_e(_who(slack, e['user']))} in #{_e(slack.channel_name(e['channel']))} · "
-        f"{_e(_time(e['message_ts']))}</div>{_text_html(e['text'])}{_blocks_html(e['blocks'])}"
+        f"{_e(_time(e['message_ts']))}</div>{_shown_html(e['text'], e['blocks'])}"
         f"</div>"
         for e in slack.ephemerals()
     ]
@@ -84,9 +85,12 @@ def _threads(slack: SlackSandbox, channel: str) -> Iterator[tuple[Message, list[
 
 
 def _message_lines(slack: SlackSandbox, msg: Message, indent: str) -> list[str]:
-    head = f"{indent}[{_time(msg.ts)}] {_who(slack, msg.user)}: {msg.text}"
+    # As Slack shows it: the blocks when there are any (the text is then only the fallback
+    # for notifications), else the text.
+    shown = "" if msg.blocks else f" {msg.text}"
+    head = f"{indent}[{_time(msg.ts)}] {_who(slack, msg.user)}:{shown}"
     if msg.edited:
-        head += f"  (edited {len(msg.history)}x; first: {msg.history[0]['text']!r})"
+        head += f" (edited {len(msg.history)}x; first: {msg.history[0]['text']!r})"
     pad = " " * len(indent) + "  "
     return [head, *(pad + t for t in _block_lines(msg.blocks))]
 
@@ -125,8 +129,14 @@ def _plain(obj: dict[str, Any]) -> str:
 def _message_html(slack: SlackSandbox, msg: Message) -> str:
     edited = ' <span class="edited">(edited)</span>' if msg.edited else ""
     meta = f"{_e(_who(slack, msg.user))} · {_e(_time(msg.ts))}{edited}"
-    body = _text_html(msg.text) + _blocks_html(msg.blocks)
+    body = _shown_html(msg.text, msg.blocks)
     return f'<div class="msg"><div class="meta">{meta}</div>{body}</div>'
+
+
+def _shown_html(text: str, blocks: list[dict[str, Any]]) -> str:
+    """As Slack shows a message: its blocks when it has any (the text is then the fallback
+    for notifications), else its text."""
+    return _blocks_html(blocks) if blocks else _text_html(text)
 
 
 def _text_html(text: str) -> str:

@@ -43,7 +43,9 @@ def test_transcript_shows_channels_dms_threads_buttons_and_edits(
     _conversation(client, slack)
     text = transcript(slack)
     assert "== #eice-approvals (C0APPROVALS) ==" in text
-    assert "@eice: approved by bob  (edited 1x; first: 'pending')" in text
+    # As Slack shows it: the card's blocks (kept by the update), not its fallback text.
+    assert "@eice: (edited 1x; first: 'pending')\n    Access request" in text
+    assert "approved by bob" not in text
     assert "[Approve] [Deny]" in text
     assert "↳" in text and "grant applied" in text
     assert "== DM with @alice (D0ALICE) ==" in text and "ssh away" in text
