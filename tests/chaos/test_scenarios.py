@@ -114,3 +114,51 @@ def test_cli_rejects_bad_sizes_and_unknown_scenarios() -> None:
     assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
     with pytest.raises(ValueError, match="unknown scenario"):
         execute("meteor", ChaosOptions())
+    # Flags a scenario would ignore are refused, not silently overridden.
+    sqlite = eice("--scenario", "replicas", "--database", "sqlite")
+    assert sqlite.returncode == 2 and "replicas runs on postgres only" in sqlite.stderr
+    url = eice("--scenario", "postgres-restart", "--postgres-url", "postgresql://x@127.0.0.1:1/x")
+    assert url.returncode == 2 and "--postgres-url does not apply" in url.stderr
+
+
+def _chaos_databases() -> set[str]:
+    from sqlalchemy import text
+
+    from access.db import make_engine
+    from tests.dbs import POSTGRES_URL
+
+    engine = make_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'eice_chaos_%'"))
+            return {str(n) for n in names.scalars()}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_sigterm_cleans_up_the_throwaway_database_bots_and_folder(tmp_path: Path) -> None:
+    """A run cut short (a CI timeout's SIGTERM) used to leave its database and folder behind."""
+    import os
+    import signal
+    import time
+
+    before = _chaos_databases()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "access.cli.main", "chaos", "--scenario", "replicas", "--lifecycles", "40"],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    while not (_chaos_databases() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _chaos_databases() - before, "the run never made its database"
+    time.sleep(3)  # well into it: bots started
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err[-2000:]
+    assert _chaos_databases() == before
+    assert not list(tmp_path.glob("eice-chaos-*"))
