@@ -30,6 +30,18 @@ def web_client(settings: Settings) -> WebClient:
     )
 
 
+class _TokenFromClient(logging.Filter):
+    """Bolt warns at every start that SLACK_BOT_TOKEN in the environment goes unused when a
+    client is given; it is the same token, so the warning says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+BOLT_LOG = logging.getLogger("eice.bolt")
+BOLT_LOG.addFilter(_TokenFromClient())
+
+
 def build_app(
     rt: Runtime,
     settings: Settings,
@@ -53,7 +65,7 @@ def build_app(
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=True,
         token_verification_enabled=False,
-        logger=logging.getLogger("eice.bolt"),
+        logger=BOLT_LOG,
         # A few lazy workers: the AWS and DB work after the ack must not starve the acks.
         listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="eice-lazy"),
     )

@@ -71,6 +71,8 @@ def test_healthz_and_metrics(world: World) -> None:
     ):
         assert name in metrics
     assert 'eice_slack_requests_total{kind="command",status="200"}' in metrics
+    started = world.log_path.read_text() if world.log_path else ""
+    assert "will be unused" not in started  # Bolt's warning at every start, about the same token
 
 
 @pytest.mark.parametrize(
