@@ -47,6 +47,19 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
+def _iso(text: str) -> datetime:
+    try:
+        return parse_iso(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tunnel_seconds(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 3600:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not between 1 and 3600 seconds")
+    return int(text)
+
+
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("instance", help="instance id (i-...) or Name tag")
     _add_target_options(parser)
@@ -58,8 +71,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dns-name", help="the endpoint's DnsName (skips the lookup)")
     parser.add_argument("--private-ip", help="the instance's private IP (skips the lookup)")
     window = parser.add_mutually_exclusive_group()
-    window.add_argument("--expires", help="grant expiry (ISO 8601); bounds maxTunnelDuration")
-    window.add_argument("--max-tunnel-duration", type=int, metavar="S", help="1..3600 seconds")
+    window.add_argument("--expires", type=_iso, help="grant expiry (ISO 8601); bounds maxTunnelDuration")
+    window.add_argument("--max-tunnel-duration", type=_tunnel_seconds, metavar="S", help="1..3600 seconds")
 
 
 def _add_tunnel_flags(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +155,8 @@ def _prepare(args: argparse.Namespace, remote_port: int) -> tuple[Any, TunnelSet
 
 
 def _expires(args: argparse.Namespace) -> datetime | None:
-    return parse_iso(args.expires) if args.expires else None
+    expires: datetime | None = args.expires  # parsed by argparse (`_iso`)
+    return expires
 
 
 async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:

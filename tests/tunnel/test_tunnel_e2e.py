@@ -304,10 +304,13 @@ def test_bad_ports_are_usage_errors_and_a_taken_port_one_line(stack: Stack) -> N
                 "argument --max-connections: '0' must be a whole number, at least 1",
             ),
             (["ssh", instance, "--port", "65536"], usage, "argument --port: '65536' is not between 1"),
+            (["tunnel", instance, "--max-tunnel-duration", "0"], usage, "'0' is not between 1 and 3600"),
+            (["tunnel", instance, "--expires", "yesterday"], usage, "not an ISO 8601 time: 'yesterday'"),
             (["tunnel", instance, "--local-port", str(busy)], 1, f"cannot listen on 127.0.0.1:{busy}: "),
         ):
+            window = [] if {"--expires", "--max-tunnel-duration"} & set(args) else ["--expires", _expires()]
             done = subprocess.run(
-                [*EICE, *args, "--expires", _expires()],
+                [*EICE, *args, *window],
                 env=alice.env(stack),
                 capture_output=True,
                 text=True,
