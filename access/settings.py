@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Literal
 
@@ -9,7 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///eice.sqlite"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -43,9 +44,13 @@ class Settings(BaseSettings):
     @field_validator("eice_log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
+        """A level name `logging` knows (`WARN` and `FATAL` too) or number, as its name."""
         level = value.strip().upper()
+        if level.isdigit():
+            level = logging.getLevelName(int(level))
+        level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level, level)
         if level not in LOG_LEVELS:
-            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)} (or their numbers)")
         return level
 
     def __repr__(self) -> str:  # SecretStr already masks; keep the repr short too
@@ -70,5 +75,8 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        problems = [
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
         raise ConfigError(f"environment: {'; '.join(problems)}") from None

@@ -17,7 +17,7 @@ USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what no one types; tabs and newlines pass
 # An em or en dash and a letter: what phones and macOS make of two hyphens typed before a flag
-LOOKS_LIKE_A_FLAG = re.compile("^[\u2010-\u2015\u2212]+[A-Za-z]")
+LOOKS_LIKE_A_FLAG = re.compile("^[\u2010-\u2015\u2212]+(port|user|break-glass|since)$", re.IGNORECASE)
 
 USAGE = """\
 *Usage:* `/eice <command>`

@@ -140,6 +140,7 @@ def _preflight(
             iam=rt.iam,
             inline_used=inline_used,
             overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+            allow_describe=rule.allow_describe,
         )
     except Exception as exc:
         log.warning("pre-flight for %s failed: %s", instance_id, exc)

@@ -48,6 +48,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             os_user=args.os_user,
             principal_arn=args.principal,
             overshoot_s=int(config.defaults.max_tunnel_overshoot.total_seconds()),
+            allow_describe=config.defaults.allow_describe,
         )
     except (InvalidInput, ConfigError) as exc:
         return _fail(exc.message)

@@ -46,7 +46,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.eice_log_level != "DEBUG":  # APScheduler logs every run of every job at INFO
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
-        from bot.server import Service, check_bot_token, check_migrations, serve_http, serve_socket
+        from bot.server import (
+            Service,
+            check_app_token,
+            check_bot_token,
+            check_migrations,
+            serve_http,
+            serve_socket,
+        )
 
         check_migrations(settings.eice_database_url, upgrade=args.migrate)
         if args.command_workers is not None and not 0 <= args.command_workers <= 32:
@@ -59,6 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         rt = Runtime.from_settings(settings)
         check_bot_token(settings)
+        if not args.http:
+            check_app_token(settings)
         service = Service(rt, settings, command_workers=args.command_workers)
         service.start()
         if args.http or settings.slack_app_token is None:

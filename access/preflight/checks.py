@@ -169,6 +169,7 @@ def estimated_grant_size(
     port: int,
     user: str,
     overshoot_s: int = 300,
+    allow_describe: bool = False,
 ) -> int:
     """Characters one more grant's inline policy takes (the longest shape a grant has)."""
     scope = GrantScope(
@@ -182,6 +183,7 @@ def estimated_grant_size(
         starts_at=ESTIMATE_START,
         expires_at=ESTIMATE_START + ESTIMATE_WINDOW,
         overshoot_s=overshoot_s,
+        allow_describe=allow_describe,
         owner="f" * 16,  # an installation ID's length (`access.installation`)
     )
     return policy_size(grant_policy(scope))

@@ -22,7 +22,9 @@ def _vpc_cidrs(facts: Facts) -> tuple[IPv4Network, ...]:
     return tuple(IPv4Network(b, strict=False) for b in blocks)
 
 
-def evaluate(facts: Facts, *, port: int, os_user: str, overshoot_s: int = 300) -> list[Check]:
+def evaluate(
+    facts: Facts, *, port: int, os_user: str, overshoot_s: int = 300, allow_describe: bool = False
+) -> list[Check]:
     """Every check, in the order a person should read them (pure)."""
     instance = facts.instance
     endpoint = candidate_endpoint(instance, facts.endpoints)
@@ -53,7 +55,7 @@ def evaluate(facts: Facts, *, port: int, os_user: str, overshoot_s: int = 300) -
         checks.principal(facts.principal),
     ]
     if facts.principal is not None and facts.principal.exists:
-        size = checks.estimated_grant_size(instance, endpoint, port, os_user, overshoot_s)
+        size = checks.estimated_grant_size(instance, endpoint, port, os_user, overshoot_s, allow_describe)
         found.append(checks.policy_budget(facts.principal, size))
     found.append(checks.port_known(port))
     return found
@@ -70,6 +72,7 @@ def run_preflight(
     iam: IamPolicies | None = None,
     inline_used: int | None = None,
     overshoot_s: int = 300,
+    allow_describe: bool = False,
     now: datetime | None = None,
 ) -> PreflightReport:
     """Prove, before anyone approves, that `instance_ref` is reachable through its endpoint.
@@ -86,6 +89,7 @@ def run_preflight(
             measured them (else they are read from IAM).
         overshoot_s: the grant's tunnel overshoot (`max_tunnel_overshoot`), which sets how
             many slices, and so how many characters, a grant policy has.
+        allow_describe: the grant's policy also allows the EC2 Describe calls (the rule's).
         now: when the check ran (defaults to the system clock).
 
     Raises:
@@ -122,7 +126,11 @@ def run_preflight(
         instance_ref=instance_ref,
         port=port,
         os_user=os_user,
-        checks=tuple(evaluate(facts, port=port, os_user=os_user, overshoot_s=overshoot_s)),
+        checks=tuple(
+            evaluate(
+                facts, port=port, os_user=os_user, overshoot_s=overshoot_s, allow_describe=allow_describe
+            )
+        ),
         instance_id=facts.instance.instance_id,
         region=facts.instance.region,
         endpoint_id=endpoint.endpoint_id if endpoint else None,

@@ -339,6 +339,7 @@ def run_doctor(inv: Invocation, cmd: tuple[str, int | None, str | None]) -> None
             principal_arn=principal,
             iam=rt.iam,
             overshoot_s=int(rule.max_tunnel_overshoot.total_seconds()),
+            allow_describe=rule.allow_describe,
         )
     inv.say(preflight_text(report.to_dict()))
 

@@ -146,6 +146,7 @@ def test_text_that_would_be_read_otherwise_than_meant_is_a_usage_error(text: str
     [
         "request dev-box 20s a short one (the demo's)",
         "request dev-box 30m fix disk \u2014 urgent",  # a dash between words is prose
+        "request dev-box 30m deploy hotfix \u2014urgent",  # and before a word that is no flag
         "request dev-box 30m tab\tin the reason",
         "audit --since 7d",
     ],

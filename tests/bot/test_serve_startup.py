@@ -54,9 +54,11 @@ def test_a_bot_token_slack_refuses_stops_start_up(env: dict[str, str], tmp_path:
     assert not (tmp_path / "inbox").exists()
 
 
-def test_an_app_token_slack_refuses_stops_socket_mode(env: dict[str, str]) -> None:
+def test_an_app_token_slack_refuses_stops_socket_mode(env: dict[str, str], tmp_path: Path) -> None:
     done = serve({**env, "SLACK_APP_TOKEN": "xapp-1-not-the-right-one"}, "--port", str(free_port()))
     refused(done, "Slack refused SLACK_APP_TOKEN: invalid_auth")
+    assert "catch-up" not in done.stderr  # refused before the scheduler ran
+    assert not (tmp_path / "inbox").exists()
 
 
 def test_a_missing_bot_token_writes_nothing(env: dict[str, str], tmp_path: Path) -> None:

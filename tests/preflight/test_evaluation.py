@@ -124,3 +124,28 @@ def test_doctor_text_lists_every_check() -> None:
     assert text.splitlines()[0].startswith("*Pre-flight for `i-0a1b2c3d4e5f60718`*")
     assert "✅ *instance*: running" in text
     assert "fix: `use 22`" in text
+
+
+def test_the_size_estimate_counts_the_describe_calls_a_rule_adds() -> None:
+    """`/eice doctor`'s budget line for a rule with allow_describe used to leave out the
+    statement that rule puts in every grant (some 250 characters)."""
+    from access.aws.ec2 import EndpointInfo, InstanceInfo
+    from access.grants.policy import GrantScope, grant_policy, policy_size
+    from access.preflight.checks import ESTIMATE_START, ESTIMATE_WINDOW, estimated_grant_size
+
+    instance = InstanceInfo(
+        "i-0123456789abcdef0", "123456789012", "us-east-1", "web-1", {}, "running", "vpc-1", "subnet-1",
+        "10.0.1.4",
+    )  # fmt: skip
+    endpoint = EndpointInfo(
+        "eice-0123456789abcdef0", "arn", "dns", "create-complete", "vpc-1", "subnet-1", False
+    )  # fmt: skip
+    scope = GrantScope(
+        account_id="123456789012", region="us-east-1", instance_id=instance.instance_id,
+        endpoint_id=endpoint.endpoint_id, private_ip="10.0.1.4", port=22, os_user="ec2-user",
+        starts_at=ESTIMATE_START, expires_at=ESTIMATE_START + ESTIMATE_WINDOW, allow_describe=True,
+        owner="f" * 16,
+    )  # fmt: skip
+    with_describe = estimated_grant_size(instance, endpoint, 22, "ec2-user", 300, allow_describe=True)
+    assert with_describe == policy_size(grant_policy(scope))
+    assert with_describe > estimated_grant_size(instance, endpoint, 22, "ec2-user", 300) + 200

@@ -74,10 +74,19 @@ def test_an_unmigrated_database_is_refused_by_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "level"), [("warn", "WARNING"), ("FATAL", "CRITICAL"), ("10", "DEBUG"), ("info", "INFO")]
+)
+def test_log_levels_logging_knows_are_taken(value: str, level: str) -> None:
+    from access.settings import Settings
+
+    assert Settings(eice_log_level=value).eice_log_level == level
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "said"),
     [
         ("EICE_COMMAND_WORKERS", "abc", "environment: EICE_COMMAND_WORKERS: Input should be a valid integer"),
-        ("EICE_LOG_LEVEL", "verbose", "EICE_LOG_LEVEL: Value error, 'verbose' is not one of DEBUG, INFO"),
+        ("EICE_LOG_LEVEL", "verbose", "EICE_LOG_LEVEL: 'verbose' is not one of NOTSET, DEBUG, INFO"),
         ("EICE_REAPER_INTERVAL_S", "0", "EICE_REAPER_INTERVAL_S: Input should be greater than 0"),
     ],
 )
