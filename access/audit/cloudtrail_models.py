@@ -66,4 +66,7 @@ class CollectorWatermark(Base):
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     watermark: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the last late pass began, and what the one under way has still to read.
     late_pass_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    late_from: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    late_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

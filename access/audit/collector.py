@@ -4,9 +4,9 @@ Events are kept once (by EventId), tied to the grant that allowed them by princi
 target and time, and the rest ("someone used EICE without this bot") is kept as
 out-of-band and announced (see `access.audit.store`). CloudTrail delivers late
 (minutes, sometimes over an hour) and not in eventTime order, so each poll starts an
-overlap window before the newest eventTime already seen, and once in a while (a "late
-pass", `[audit] late_pass_every`) it starts `[audit] late_window` before it instead, for
-what came later than the overlap.
+overlap window before the newest eventTime already seen; and once every `[audit]
+late_pass_every` a "late pass" reads back `[audit] late_window` before it, a few pages a
+poll, for what came later than the overlap.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from sqlalchemy.orm import Session
 
 from access.audit.cloudtrail_models import CollectorWatermark
-from access.audit.matching import parse_event
+from access.audit.matching import ParsedEvent, parse_event
 from access.audit.ratelimit import RateLimiter, limiter_for
 from access.audit.service import chain_head
 from access.audit.store import (
@@ -38,6 +38,9 @@ from access.runtime import Runtime
 
 # How long one page of collection waits for a revocation storm to pass.
 MAX_YIELD_S = 120.0
+# A late pass's share of one poll: about 13 s at 1.5 calls a second, so that a Lambda tick
+# (55 s) always has room for it; a longer pass goes on at the next poll.
+LATE_CALLS_PER_POLL = 20
 
 __all__ = [
     "EICE_SOURCE",
@@ -64,7 +67,8 @@ class CloudTrailCollector:
         rt: the runtime (database, config regions, AWS clients, clock).
         overlap: how far before the watermark each poll starts again (default `[audit]`).
         late_window: how far before it a late pass starts (default `[audit]`).
-        late_every: how often each source gets a late pass (default `[audit]`).
+        late_every: how often a late pass starts (default `[audit]`).
+        late_calls: LookupEvents calls a late pass may make in one poll; it goes on at the next.
         lookback: where the very first poll starts.
         rate_per_s: LookupEvents calls a second per region (CloudTrail allows 2).
         expiry_grace: how long after a grant's end a refused attempt still belongs to it.
@@ -78,6 +82,7 @@ class CloudTrailCollector:
         overlap: timedelta | None = None,
         late_window: timedelta | None = None,
         late_every: timedelta | None = None,
+        late_calls: int = LATE_CALLS_PER_POLL,
         lookback: timedelta = timedelta(hours=1),
         rate_per_s: float = 1.5,
         expiry_grace: timedelta = timedelta(hours=1),
@@ -90,6 +95,7 @@ class CloudTrailCollector:
         self.overlap = audit.overlap if overlap is None else overlap
         self.late_window = audit.late_window if late_window is None else late_window
         self.late_every = audit.late_pass_every if late_every is None else late_every
+        self.late_calls = late_calls
         self.lookback = lookback
         self.rate_per_s = rate_per_s
         self.expiry_grace = expiry_grace
@@ -132,35 +138,77 @@ class CloudTrailCollector:
         with self.rt.db.transaction() as session:
             row = session.get(CollectorWatermark, (self.account, region, source))
             previous = row.watermark if row else None
-            last_late = row.late_pass_at if row else None
-        late = previous is not None and (last_late is None or now - last_late >= self.late_every)
-        if previous is None:
-            start = now - self.lookback  # the first poll: nothing older is this bot's business
-        else:
-            start = previous - (self.late_window if late else self.overlap)
+        # The first poll reads back `lookback`: nothing older is this bot's business.
+        start = previous - self.overlap if previous else now - self.lookback
         newest = previous
-        for page in self._pages(region, source, start, now, report):
-            self._yield_to_revocations()
-            parsed = [parse_event(e) for e in page]
-            report.seen += len(parsed)
+        for page, _more in self._pages(region, source, start, now, report):
+            parsed = self._store(page, report)
             if parsed:
                 page_newest = max(p.event_time for p in parsed)
                 newest = page_newest if newest is None else max(newest, page_newest)
-            with self.rt.db.transaction() as session:
-                store_page(
-                    session,
-                    parsed,
-                    clock=self.rt.clock,
-                    grace=self.expiry_grace,
-                    report=report,
-                    deployment=self.rt.config.aws.deployment,
-                )
         if newest is not None:
             with self.rt.db.transaction() as session:
-                self._save_watermark(session, region, source, newest, late_pass_at=now if late else None)
+                self._save_watermark(session, region, source, newest)
             report.watermarks[f"{region}/{source}"] = newest.isoformat()
-        if late:
-            report.late_passes.append(f"{region}/{source}")
+        if source == EICE_SOURCE:  # the bot's own IAM calls are matched when it makes them
+            self._late_pass(region, source, report)
+
+    def _store(self, page: list[dict[str, Any]], report: PollReport) -> list[ParsedEvent]:
+        """Store one page of events (each new one once); returns them parsed."""
+        self._yield_to_revocations()
+        parsed = [parse_event(e) for e in page]
+        report.seen += len(parsed)
+        with self.rt.db.transaction() as session:
+            store_page(
+                session,
+                parsed,
+                clock=self.rt.clock,
+                grace=self.expiry_grace,
+                report=report,
+                deployment=self.rt.config.aws.deployment,
+            )
+        return parsed
+
+    def _late_pass(self, region: str, source: str, report: PollReport) -> None:
+        """Read what was delivered later than the overlap: `[watermark - late_window,
+        watermark - overlap]`, once every `late_every`, newest first.
+
+        A pass reads at most `late_calls` pages per poll and keeps where it got to (the
+        range still to read) after each page, so a long one goes on at the next poll
+        instead of starting again: a Lambda tick cut off at its timeout loses one page.
+        """
+        now = self.rt.clock.now()
+        with self.rt.db.transaction() as session:
+            row = session.get(CollectorWatermark, (self.account, region, source))
+            if row is None:
+                return  # nothing seen yet: the first poll's lookback covered it
+            if row.late_until is None or row.late_from is None:
+                if row.late_pass_at is not None and now - row.late_pass_at < self.late_every:
+                    return
+                row.late_from = row.watermark - self.late_window
+                row.late_until = row.watermark - self.overlap
+                row.late_pass_at = now
+            start, until = row.late_from, row.late_until
+        key = f"{region}/{source}"
+        for calls, (page, more) in enumerate(self._pages(region, source, start, until, report), start=1):
+            parsed = self._store(page, report)
+            oldest = min((p.event_time for p in parsed), default=None)
+            with self.rt.db.transaction() as session:
+                row = session.get(CollectorWatermark, (self.account, region, source))
+                if row is None:
+                    return
+                if not more:
+                    row.late_from = row.late_until = None
+                    report.late_passes.append(key)
+                    report.late_left.pop(key, None)
+                    return
+                if oldest is not None and row.late_until is not None and oldest < row.late_until:
+                    row.late_until = oldest  # inclusive: events of that second are read again, kept once
+                left = row.late_until
+            # Stop only once the pass has moved (a page of 50 events in one second does not).
+            if calls >= self.late_calls and left is not None and left < until:
+                report.late_left[key] = left.isoformat()
+                return
 
     def _yield_to_revocations(self) -> None:
         """Wait (up to `MAX_YIELD_S` per page) while the reaper is revoking: access ending
@@ -172,7 +220,8 @@ class CloudTrailCollector:
 
     def _pages(
         self, region: str, source: str, start: datetime, end: datetime, report: PollReport
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """LookupEvents pages for `[start, end]`, newest first, each with whether more follow."""
         client = self.rt.clients.cloudtrail(region)
         limiter = limiter_for(region, self.rate_per_s)
         params: dict[str, Any] = {
@@ -186,8 +235,8 @@ class CloudTrailCollector:
             call = dict(params, NextToken=token) if token else params
             answer = self._call(client, limiter, call, report)
             report.pages += 1
-            yield list(answer.get("Events") or [])
             token = answer.get("NextToken")
+            yield list(answer.get("Events") or []), bool(token)
             if not token:
                 return
 
@@ -207,10 +256,8 @@ class CloudTrailCollector:
                 self._sleep(min(8.0, 0.5 * 2**attempt))
         raise AssertionError("unreachable")
 
-    def _save_watermark(
-        self, session: Session, region: str, source: str, newest: datetime, *, late_pass_at: datetime | None
-    ) -> None:
-        """Move the watermark forward (never back); `late_pass_at` when this poll was a late pass."""
+    def _save_watermark(self, session: Session, region: str, source: str, newest: datetime) -> None:
+        """Move the watermark forward (never back)."""
         row = session.get(CollectorWatermark, (self.account, region, source))
         now = self.rt.clock.now()
         if row is None:
@@ -225,11 +272,8 @@ class CloudTrailCollector:
                     late_pass_at=now,
                 )
             )
-            return
-        if newest > row.watermark:
+        elif newest > row.watermark:
             row.watermark, row.updated_at = newest, now
-        if late_pass_at is not None:
-            row.late_pass_at = late_pass_at
 
 
 def collector_tick(rt: Runtime, collector: CloudTrailCollector | None = None) -> dict[str, Any]:

@@ -44,7 +44,8 @@ class PollReport:
     throttled: int = 0
     watermarks: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # "region/source" -> error code
-    late_passes: list[str] = field(default_factory=list)  # "region/source" read back `late_window`
+    late_passes: list[str] = field(default_factory=list)  # "region/source": a late pass ended
+    late_left: dict[str, str] = field(default_factory=dict)  # "region/source" -> read down to (goes on)
 
 
 def store_page(

@@ -214,8 +214,9 @@ class AwsSection(Strict):
 
 class AuditSection(Strict):
     """How the CloudTrail collector allows for late delivery (FACTS: minutes on average,
-    sometimes over an hour). Every poll starts `overlap` before the newest event seen;
-    every `late_pass_every` it starts `late_window` before it instead."""
+    sometimes over an hour). Every poll starts `overlap` before the newest event seen; every
+    `late_pass_every` a late pass reads `late_window` back. An event delivered up to
+    `late_window - late_pass_every` late is collected whenever it comes."""
 
     overlap: Duration = timedelta(minutes=15)
     late_window: Duration = timedelta(hours=6)
@@ -229,6 +230,11 @@ class AuditSection(Strict):
             raise ValueError("late_window cannot exceed 90 days (CloudTrail keeps no more)")
         if self.late_pass_every < timedelta(minutes=1):
             raise ValueError("late_pass_every must be at least 1 minute")
+        if self.late_pass_every > self.late_window - self.overlap:
+            raise ValueError(
+                f"late_pass_every ({self.late_pass_every}) must be at most late_window - overlap "
+                f"({self.late_window - self.overlap}): passes further apart leave delays unread"
+            )
         return self
 
 

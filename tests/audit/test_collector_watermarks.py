@@ -123,8 +123,9 @@ def test_a_late_pass_collects_what_came_later_than_the_overlap(sandbox, sqlite_d
     assert audit_kinds(sqlite_db).count("connection.out_of_band") == 3  # each recorded once
     assert _mark(sqlite_db).watermark == t0 - timedelta(minutes=1)  # a late pass never moves it back
 
+    collector.late_every = timedelta(hours=1)  # (the 2 s above have passed again by now)
     again = collector.poll()
-    assert (again.late_passes, again.new) == ([], 0)  # the next is `late_every` away
+    assert (again.late_passes, again.new) == ([], 0)  # the next is `late_every` after this one began
 
 
 def test_a_late_pass_is_due_after_the_upgrade_and_waits_out_a_failure(sandbox, sqlite_db) -> None:
@@ -149,3 +150,39 @@ def test_a_late_pass_is_due_after_the_upgrade_and_waits_out_a_failure(sandbox, s
     assert done.late_passes == [f"us-east-1/{EICE}"]
     assert two_h["eventID"] in {row.event_id for row in stored_events(sqlite_db)}
     assert _mark(sqlite_db).late_pass_at is not None
+
+
+def test_a_long_late_pass_goes_on_where_it_stopped_and_polls_go_on_meanwhile(sandbox, sqlite_db) -> None:
+    """A pass reads a few pages a poll and keeps its place: on Lambda, a pass longer than a
+    tick used to start again from the top at every tick, and never end."""
+    t0 = now()
+    collector = CloudTrailCollector(
+        make_runtime(sqlite_db), account=ACCOUNT, late_every=timedelta(hours=1), late_calls=2
+    )
+    sandbox.events.record(tunnel_record(MALLORY, at=t0 - timedelta(minutes=1)))
+    collector.poll()
+    with sqlite_db.transaction() as session:  # due now, as after the upgrade
+        session.get(CollectorWatermark, (ACCOUNT, "us-east-1", EICE)).late_pass_at = None
+    late = [  # 230 events (5 pages) delivered late, spread over the four hours before
+        sandbox.events.record(tunnel_record(MALLORY, at=t0 - timedelta(minutes=30, seconds=61 * n)))
+        for n in range(230)
+    ]
+    polls, fresh = 0, []
+    while True:
+        fresh.append(sandbox.events.record(tunnel_record(MALLORY, at=now())))  # ordinary traffic
+        report = collector.poll()
+        polls += 1
+        assert fresh[-1]["eventID"] in {r.event_id for r in stored_events(sqlite_db)}  # each poll collects
+        if report.late_passes:
+            break
+        assert report.late_left and polls < 10
+        with sqlite_db.transaction() as session:
+            mark = session.get(CollectorWatermark, (ACCOUNT, "us-east-1", EICE))
+            assert mark.late_until is not None
+            assert mark.late_until.isoformat() == report.late_left[f"us-east-1/{EICE}"]
+    assert polls == 3  # 5 pages of the pass, 2 a poll
+    ids = [r.event_id for r in stored_events(sqlite_db)]
+    assert len(ids) == len(set(ids)) == 1 + len(late) + len(fresh)
+    with sqlite_db.transaction() as session:
+        mark = session.get(CollectorWatermark, (ACCOUNT, "us-east-1", EICE))
+        assert (mark.late_from, mark.late_until) == (None, None)

@@ -106,6 +106,10 @@ def test_parse_never_crashes_on_any_text(text: str) -> None:
         ('[audit]\nlate_window = "10m"', "late_window (0:10:00) must be at least overlap (0:15:00)"),
         ('[audit]\nlate_window = "100d"', "late_window cannot exceed 90 days"),
         ('[audit]\nlate_pass_every = "30s"', "late_pass_every must be at least 1 minute"),
+        (
+            '[audit]\nlate_window = "30m"',
+            "late_pass_every (1:00:00) must be at most late_window - overlap (0:15:00)",
+        ),
         ('[audit]\noverlap = "later"', "audit.overlap: cannot read duration"),
     ],
 )
