@@ -30,6 +30,7 @@ from access.audit.store import (
     IAM_SOURCE,
     POLICY_EVENTS,
     PollReport,
+    lock_collection,
     store_page,
 )
 from access.aws.calls import AWS_FAILURES, error_code, is_retryable
@@ -258,6 +259,7 @@ class CloudTrailCollector:
 
     def _save_watermark(self, session: Session, region: str, source: str, newest: datetime) -> None:
         """Move the watermark forward (never back)."""
+        lock_collection(session)  # two servers' first polls would both insert the row
         row = session.get(CollectorWatermark, (self.account, region, source))
         now = self.rt.clock.now()
         if row is None:

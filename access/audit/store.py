@@ -48,6 +48,14 @@ class PollReport:
     late_left: dict[str, str] = field(default_factory=dict)  # "region/source" -> read down to (goes on)
 
 
+def lock_collection(session: Session) -> None:
+    """Order this transaction's collector writes after any other server's (two servers of
+    one installation both collect). PostgreSQL: an advisory lock held to the transaction's
+    end; SQLite's BEGIN IMMEDIATE already orders every write transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STORE_LOCK})
+
+
 def store_page(
     session: Session,
     events: list[ParsedEvent],
@@ -68,11 +76,9 @@ def store_page(
     """
     if not events:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        # Two servers of one installation both collect. Taken before the look-up below, this
-        # makes the second wait and then find the first one's rows, instead of failing on
-        # the event-ID key (SQLite's BEGIN IMMEDIATE already does as much).
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STORE_LOCK})
+    # Taken before the look-up below: a second server storing the same page waits, then
+    # finds the first one's rows, instead of failing on the event-ID key.
+    lock_collection(session)
     ids = {e.event_id for e in events}
     known = set(session.scalars(select(CloudTrailEvent.event_id).where(CloudTrailEvent.event_id.in_(ids))))
     fresh = {e.event_id: e for e in events if e.event_id not in known}

@@ -186,3 +186,30 @@ def test_a_long_late_pass_goes_on_where_it_stopped_and_polls_go_on_meanwhile(san
     with sqlite_db.transaction() as session:
         mark = session.get(CollectorWatermark, (ACCOUNT, "us-east-1", EICE))
         assert (mark.late_from, mark.late_until) == (None, None)
+
+
+def test_two_collectors_first_watermarks_at_once_make_one_row(sandbox, db) -> None:
+    """Two servers' first polls of a source both found no row; the second insert failed."""
+    import threading
+
+    first = CloudTrailCollector(make_runtime(db), account=ACCOUNT)
+    second = CloudTrailCollector(make_runtime(db), account=ACCOUNT)
+    t0 = now()
+    failures: list[BaseException] = []
+
+    def save_too() -> None:
+        try:
+            with db.transaction() as session:
+                second._save_watermark(session, "us-east-1", EICE, t0)
+        except BaseException as exc:
+            failures.append(exc)
+
+    with db.transaction() as session:
+        first._save_watermark(session, "us-east-1", EICE, t0 - timedelta(seconds=5))
+        racer = threading.Thread(target=save_too)
+        racer.start()
+        racer.join(1.0)
+        assert racer.is_alive()  # it waits for this transaction
+    racer.join(30)
+    assert failures == []
+    assert _mark(db).watermark == t0  # the later one's, moved forward
