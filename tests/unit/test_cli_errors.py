@@ -32,6 +32,19 @@ def eice(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
     )
 
 
+def aws_at(url: str) -> dict[str, str]:
+    """AWS settings that send every call to `url`, once, with made-up keys."""
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+
+
 def one_line(done: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -104,15 +117,7 @@ def migrated(tmp_path: Path) -> dict[str, str]:
 
 
 def test_a_tick_that_left_work_undone_says_so_and_exits_1(migrated: dict[str, str], tmp_path: Path) -> None:
-    dead_aws = {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens: every AWS call fails
-        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "AWS_REGION": "us-east-1",
-        "AWS_MAX_ATTEMPTS": "1",
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
+    dead_aws = aws_at("http://127.0.0.1:9")  # nothing listens: every AWS call fails
     done = eice("tick", env={**migrated, **dead_aws}, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
@@ -177,16 +182,7 @@ def test_an_endpoint_that_answers_html_is_one_line(command: list[str], tmp_path:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
-            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-            "AWS_SECRET_ACCESS_KEY": "secret",
-            "AWS_REGION": "us-east-1",
-            "AWS_MAX_ATTEMPTS": "1",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        }
-        done = eice(*command, env=env, cwd=tmp_path)
+        done = eice(*command, env=aws_at(f"http://127.0.0.1:{server.server_port}"), cwd=tmp_path)
     finally:
         server.shutdown()
     assert done.returncode == 1
