@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from access.clock import as_utc
+from access.errors import first_line
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -107,8 +108,7 @@ def _make_sqlite_serialisable(engine: Engine) -> None:
 def db_error_line(exc: BaseException) -> str:
     """The driver's own message of a database error, without SQLAlchemy's SQL and links."""
     orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0][:300]
+    return first_line(orig if isinstance(orig, BaseException) else exc)
 
 
 class Database:

@@ -41,3 +41,10 @@ class ConfigError(AccessError):
 
 class AwsError(AccessError):
     """An AWS call failed in a way the person should hear about."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An error's message as one line: its first, cut at `limit` (boto3, SQLAlchemy and
+    parsers add the request, the SQL or the whole response body below it)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

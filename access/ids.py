@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read aloud and typed back
@@ -26,3 +27,8 @@ def numbered_id(prefix: str, number: int) -> str:
 def id_pattern(prefix: str) -> str:
     """A regular expression matching exactly the IDs `new_id(prefix)` makes."""
     return f"{prefix}-[{ALPHABET}]{{{LENGTH}}}"
+
+
+# What a person may type for a grant: looser than `id_pattern("g")` (which checks the
+# alphabet), so that a mistyped ID gets "no grant g-..." rather than "not a grant ID".
+GRANT_REF = re.compile(r"^g-[a-z0-9]{4,38}$")

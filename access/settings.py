@@ -57,6 +57,17 @@ class Settings(BaseSettings):
         return f"Settings(database={redact_url(self.eice_database_url)!r})"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log at `EICE_LOG_LEVEL` to stderr (`eice serve`, `eice tick`). APScheduler logs every
+    run of every job at INFO, several a second: its lines show only at DEBUG."""
+    logging.basicConfig(level=settings.eice_log_level, format=LOG_FORMAT)
+    if settings.eice_log_level != "DEBUG":
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
 def redact_url(url: str) -> str:
     """A database URL with any password replaced by `***`."""
     from sqlalchemy.engine import make_url

@@ -11,8 +11,10 @@ from typing import Any
 
 from access.audit.export import connection_line
 from access.audit.queries import Connection, GrantAudit
+from access.aws.ec2 import INSTANCE_ID
 from access.durations import format_duration, parse_duration
 from access.errors import InvalidInput
+from access.ids import GRANT_REF
 from bot.actions import AuditAction
 from bot.blocks import escape
 
@@ -23,10 +25,10 @@ MAX_QUERY_TEXT = 1500
 DEFAULT_SINCE = timedelta(days=7)
 MAX_SINCE = timedelta(days=90)  # CloudTrail's own horizon
 MAX_LINES_PER_GRANT = 8
-_INSTANCE = re.compile(r"^i-[0-9a-f]{8,17}$")
+_INSTANCE = INSTANCE_ID
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_GRANT = re.compile(r"^g-[a-z0-9]{4,36}$")
+_GRANT = GRANT_REF
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from access.config.model import OS_USER, PRINCIPAL_ARN
 from access.durations import parse_duration
 from access.errors import InvalidInput
+from access.ids import GRANT_REF
 
 MAX_TEXT = 3000
 MAX_REASON = 1000
 INSTANCE_REF = re.compile(r"^(i-[0-9a-f]{8,17}|[\w.:/=+@-]{1,255})$")
-GRANT_ID = re.compile(r"^g-[a-z0-9]{4,38}$")
+GRANT_ID = GRANT_REF
 USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what no one types; tabs and newlines pass

@@ -44,37 +44,28 @@ TOKEN_REFUSED = frozenset(
 )
 
 
-def check_bot_token(settings: Settings) -> None:
-    """Ask Slack who the bot token is (`auth.test`): a token Slack refuses stops start-up
-    with one line; Slack not answering is logged, and start-up goes on."""
-    client = web_client(settings)  # no token at all: ConfigError, as it says
-    try:
-        client.auth_test()
-    except SlackApiError as exc:
-        error = exc.response.get("error")
-        if error in TOKEN_REFUSED:
-            raise ConfigError(f"Slack refused SLACK_BOT_TOKEN: {error}") from None
-        log.warning("auth.test answered %s; starting all the same", error)
-    except Exception as exc:  # Slack unreachable now: the outbox retries once it answers
-        log.warning("could not reach Slack to check the bot token (%s); starting all the same", exc)
-
-
-def check_app_token(settings: Settings) -> None:
-    """Socket Mode: ask Slack for a connection URL with the app token (`apps.connections.open`,
-    which connects nothing) before anything starts; a token Slack refuses stops start-up."""
-    token = settings.slack_app_token
-    if token is None:
-        return
-    client = web_client(settings)
-    try:
-        client.apps_connections_open(app_token=token.get_secret_value())
-    except SlackApiError as exc:
-        error = exc.response.get("error")
-        if error in TOKEN_REFUSED:
-            raise ConfigError(f"Slack refused SLACK_APP_TOKEN: {error}") from None
-        log.warning("apps.connections.open answered %s; starting all the same", error)
-    except Exception as exc:  # Slack unreachable now: Bolt's client reconnects once it answers
-        log.warning("could not reach Slack to check the app token (%s); starting all the same", exc)
+def check_tokens(settings: Settings, *, socket_mode: bool) -> None:
+    """Ask Slack about the tokens before anything starts: who the bot token is
+    (`auth.test`), and in Socket Mode a connection URL for the app token
+    (`apps.connections.open`, which connects nothing). A token Slack refuses stops start-up
+    with one line; Slack not answering is logged, and start-up goes on (the outbox and
+    Bolt's socket client retry once it answers)."""
+    client = web_client(settings)  # no bot token at all: ConfigError, as it says
+    app_token = settings.slack_app_token if socket_mode else None
+    checks: list[tuple[str, Callable[[], Any]]] = [("SLACK_BOT_TOKEN", client.auth_test)]
+    if app_token is not None:
+        secret = app_token.get_secret_value()
+        checks.append(("SLACK_APP_TOKEN", lambda: client.apps_connections_open(app_token=secret)))
+    for name, ask in checks:
+        try:
+            ask()
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in TOKEN_REFUSED:
+                raise ConfigError(f"Slack refused {name}: {error}") from None
+            log.warning("Slack answered %s about %s; starting all the same", error, name)
+        except Exception as exc:
+            log.warning("could not reach Slack to check %s (%s); starting all the same", name, exc)
 
 
 def check_migrations(url: str, *, upgrade: bool = False) -> None:

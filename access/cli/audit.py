@@ -69,10 +69,12 @@ def _database(args: argparse.Namespace) -> Any:
 def cmd_audit(args: argparse.Namespace) -> int:
     from access.audit.export import to_csv, to_json, to_table
     from access.audit.queries import audit_query, out_of_band_events
+    from access.aws.ec2 import INSTANCE_ID
     from access.clock import SystemClock
     from access.config.model import PRINCIPAL_ARN, SLACK_USER
     from access.durations import parse_duration
     from access.errors import InvalidInput
+    from access.ids import GRANT_REF
 
     try:
         since = SystemClock().now() - parse_duration(args.since)
@@ -83,11 +85,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         (args.limit < 1, "--limit must be at least 1"),
         (args.offset < 0, "--offset cannot be negative"),
         (
-            args.instance is not None and not re.fullmatch(r"i-[0-9a-f]{8,17}", args.instance),
+            args.instance is not None and not INSTANCE_ID.match(args.instance),
             f"--instance {str(args.instance)[:40]!r} is not an instance ID (i-...)",
         ),
         (
-            args.grant is not None and not re.fullmatch(r"g-[a-z0-9]{4,38}", args.grant),
+            args.grant is not None and not GRANT_REF.match(args.grant),
             f"--grant {str(args.grant)[:40]!r} is not a grant ID (g-...)",
         ),
         (

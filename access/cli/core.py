@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import timedelta
 from typing import Any
@@ -99,12 +98,13 @@ def cmd_policy(args: argparse.Namespace) -> int:
     import re
     from datetime import UTC, datetime
 
+    from access.aws.ec2 import INSTANCE_ID
     from access.config.model import OS_USER, PRINCIPAL_ARN, REGION
     from access.grants.policy import GrantScope, check_policy_fits, grant_policy
 
     checks = [
         (
-            re.fullmatch(r"i-[0-9a-f]{8,17}", args.instance_id),
+            INSTANCE_ID.match(args.instance_id),
             f"--instance-id {args.instance_id!r} is not an instance ID",
         ),
         (
@@ -167,12 +167,10 @@ def cmd_tick(args: argparse.Namespace) -> int:
     from access.migrate import require_current
     from access.runtime import Runtime
     from access.scheduler.tick import tick, tick_left_undone
-    from access.settings import get_settings
+    from access.settings import configure_logging, get_settings
 
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.eice_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     try:
         require_current(settings.eice_database_url)
         rt = Runtime.from_settings(settings)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from access.errors import AccessError, AwsError, ConfigError, InvalidInput
+from access.errors import AccessError, AwsError, ConfigError, InvalidInput, first_line
 
 
 def register(subparsers: Any) -> None:
@@ -57,7 +57,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except AccessError as exc:  # Ambiguous: the person must name the instance better
         return _fail(exc.message)
     except AWS_FAILURES as exc:
-        return _fail(f"AWS call failed: {str(exc).splitlines()[0][:300]}", 1)
+        return _fail(f"AWS call failed: {first_line(exc)}", 1)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 log = logging.getLogger("eice.serve")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(subparsers: Any) -> None:
@@ -39,18 +38,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The Slack layer is imported here, never at module import: `access/` stays Slack-free.
     from access.errors import AccessError, InvalidInput
     from access.runtime import Runtime
-    from access.settings import get_settings
+    from access.settings import configure_logging, get_settings
 
     settings = get_settings()
-    logging.basicConfig(level=settings.eice_log_level, format=LOG_FORMAT)
-    if settings.eice_log_level != "DEBUG":  # APScheduler logs every run of every job at INFO
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    configure_logging(settings)
     try:
         from bot.server import (
             Service,
-            check_app_token,
-            check_bot_token,
             check_migrations,
+            check_tokens,
             serve_http,
             serve_socket,
         )
@@ -65,9 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "(nobody can approve a request)"
             )
         rt = Runtime.from_settings(settings)
-        check_bot_token(settings)
-        if not args.http:
-            check_app_token(settings)
+        check_tokens(settings, socket_mode=not args.http)
         service = Service(rt, settings, command_workers=args.command_workers)
         service.start()
         if args.http or settings.slack_app_token is None:

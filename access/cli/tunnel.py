@@ -14,7 +14,7 @@ from typing import Any
 
 from access.aws.calls import AWS_FAILURES
 from access.clock import SystemClock, parse_iso
-from access.errors import AccessError
+from access.errors import AccessError, first_line
 from access.tunnel.client import SHUTDOWN_TIMEOUT_S, TunnelSettings, run, run_stdio, serve_local_port
 from access.tunnel.duration import max_tunnel_duration
 from access.tunnel.ssh import run_ssh
@@ -214,7 +214,7 @@ def tunnel_command(args: argparse.Namespace) -> int:
     except AccessError as exc:
         return _fail(exc.message)
     except AWS_FAILURES as exc:
-        return _fail(f"AWS call failed: {str(exc).splitlines()[0][:300]}")
+        return _fail(f"AWS call failed: {first_line(exc)}")
     except ValueError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -238,7 +238,7 @@ def ssh_command(args: argparse.Namespace) -> int:
     except AccessError as exc:
         return _fail(exc.message)
     except AWS_FAILURES as exc:
-        return _fail(f"AWS call failed: {str(exc).splitlines()[0][:300]}")
+        return _fail(f"AWS call failed: {first_line(exc)}")
     except ValueError as exc:
         return _fail(str(exc))
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from access.aws.calls import AWS_FAILURES
-from access.errors import NotFound
+from access.errors import NotFound, first_line
 from access.tunnel.errors import TunnelError
 
 USABLE_STATES = ("create-complete", "update-in-progress", "update-complete", "update-failed")
@@ -83,8 +83,7 @@ def resolve_target(
         pages = ec2.get_paginator("describe_instance_connect_endpoints").paginate(Filters=filters)
         endpoints = [e for page in pages for e in page.get("InstanceConnectEndpoints", [])]
     except AWS_FAILURES as exc:
-        said = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-        raise TunnelError(f"could not look up the instance or its endpoint: {said}") from exc
+        raise TunnelError(f"could not look up the instance or its endpoint: {first_line(exc)}") from exc
     endpoint = choose_endpoint(endpoints, details.get("SubnetId"))
     if endpoint is None:
         raise NotFound(f"no usable EC2 Instance Connect Endpoint for {instance or endpoint_id}")
