@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,11 @@ def carols_grants(backend: World) -> list[str]:
     worker = next(i for i in w.estate.instances if i.name == "worker" and i.env == "dev")
     made = []
     for n in range(GRANTS):
+        # Grants are listed newest first by `created_at`, which each process takes from its
+        # own clock anchored on AWS's whole-second Date header: two processes (the server's
+        # lazy thread, a command worker) can be up to a second apart. Grants made closer
+        # together than that may list in either order, so the fixture spaces them out.
+        time.sleep(1.1)
         w.driver.command("U0CAROL", f"request {worker.instance_id} 30m audit page test {n}")
         grant = eventually(lambda: live_grant(w, "U0CAROL", worker.instance_id))
         w.driver.command("U0CAROL", f"revoke {grant.id}")
